@@ -215,7 +215,7 @@ def mark_stress(phones: list[Phone]) -> list[Phone]:
     if not vowels:
         return phones
     cut = np.percentile([p.end - p.start for p in vowels], 60)
-    return [Phone(p.symbol, p.start, p.end, p.symbol in VOWELS and p.end - p.start >= cut)
+    return [Phone(p.symbol, p.start, p.end, bool(p.symbol in VOWELS and p.end - p.start >= cut))
             for p in phones]
 
 

