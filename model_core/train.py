@@ -1,0 +1,316 @@
+"""Training: `python -m model_core train CONFIG.toml` (single process, or torchrun for DDP).
+
+Read top to bottom: config -> data -> model -> loop (loss, step, log, validate, checkpoint).
+Resumable: `RUN/last.safetensors` holds weights and optimizer state, `RUN/last.json` the step.
+Multi-GPU / multi-process: launch with `torchrun --nproc_per_node K -m model_core train CONFIG`;
+each rank draws its own batches, gradients are averaged by DistributedDataParallel (NCCL on
+GPU, gloo on CPU). Mixed precision (bf16 autocast) on CUDA.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .animator import EMOTIONS, STYLE_FIELDS
+from .checkpoint import save_checkpoint
+from .dataset import WindowSampler, load_split
+from .diffusion import cosine_schedule
+from .errors import LaliaError
+from .head import load_head
+from .motion import ARKIT_HEAD_LAYOUT, ARKIT_NAMES
+from .networks import LaliaModel, ModelConfig, nt_xent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = "corpus"
+    run_dir: str = "runs/default"
+    steps: int = 4000
+    batch: int = 32
+    lr: float = 3e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    seed: int = 0
+    log_every: int = 50
+    val_every: int = 500
+    ckpt_every: int = 250
+    max_minutes: float = 0.0        # stop (and save) after this wall time; 0 = no limit
+    threads: int = 0                # torch CPU threads; 0 = default
+    # classifier-free guidance dropout (DiffPoseTalk: 45% full, 45% no style, 10% nothing)
+    p_drop_audio: float = 0.1
+    p_drop_style: float = 0.45
+    p_drop_emotion: float = 0.2
+    p_drop_identity: float = 0.5
+    # loss weights
+    w_vertex: float = 1.0
+    w_velocity: float = 0.5
+    w_smooth: float = 0.1
+    w_head: float = 1.0
+    w_boundary: float = 0.5
+    w_style: float = 0.1
+    w_voice_emotion: float = 0.5
+    model: dict = field(default_factory=dict)
+
+
+def load_config(path) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise LaliaError(f"Training config not found: {path}")
+    raw = tomllib.loads(path.read_text())
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise LaliaError(f"{path}: unknown settings {sorted(unknown)}")
+    cfg = TrainConfig(**raw)
+    # relative paths in the config are relative to the repository (the config's parent's parent)
+    return cfg
+
+
+def motion_stats(motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = motion.mean(0)
+    std = np.maximum(motion.std(0), 0.02)  # channels that barely move don't blow up
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+class VertexBasis(nn.Module):
+    """ARKit weights -> displacements of the lip region and landmarks of the bundled head (mm)."""
+
+    def __init__(self):
+        super().__init__()
+        head = load_head()
+        idx = np.unique(np.concatenate([head.lip_vertices, list(head.landmarks.values())]))
+        basis = head.targets[:, idx, :].reshape(52, -1) * 1000.0
+        self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)), persistent=False)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return (w @ self.basis).unflatten(-1, (-1, 3))
+
+
+class Objective(nn.Module):
+    """One training step's losses (a module so DistributedDataParallel can wrap it)."""
+
+    def __init__(self, model: LaliaModel, cfg: TrainConfig, mean, std):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.schedule = cosine_schedule(model.cfg.num_train_steps)
+        self.register_buffer("mean", torch.from_numpy(mean), persistent=False)
+        self.register_buffer("std", torch.from_numpy(std), persistent=False)
+        self.vertices = VertexBasis()
+        self.head_idx = [ARKIT_HEAD_LAYOUT.index(n) for n in ("headPitch", "headYaw", "headRoll")]
+
+    def forward(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg, m = self.cfg, self.model
+        x0, valid = b["x0"], b["valid"]
+        B = x0.shape[0]
+        dev = x0.device
+        t = torch.randint(0, self.schedule.num_steps, (B,), device=dev)
+        noise = torch.randn_like(x0)
+        x_t = self.schedule.add_noise(x0, noise, t)
+        r = torch.rand(B, 4, device=dev)
+        audio_on = r[:, 0] >= cfg.p_drop_audio
+        style_on = audio_on & (r[:, 1] >= cfg.p_drop_style)
+        emotion_on = audio_on & (r[:, 2] >= cfg.p_drop_emotion)
+        identity = torch.where(style_on & (r[:, 3] >= cfg.p_drop_identity), b["identity"],
+                               torch.zeros_like(b["identity"]))
+        style = m.style_encoder(b["ref"], b["ref_valid"])
+        pred = m.denoiser(x_t, t, audio=b["audio"], prev=b["prev"], has_prev=b["has_prev"],
+                          emotion=b["emotion"], style=style, identity=identity, valid=valid,
+                          audio_on=audio_on, emotion_on=emotion_on, style_on=style_on)
+        vm = valid.unsqueeze(-1).float()
+        nvalid = vm.sum().clamp(min=1)
+        mse = lambda a, c, mask: (((a - c) ** 2) * mask).sum() / (mask.sum() * a.shape[-1] / mask.shape[-1]).clamp(min=1)
+        losses = {"x0": mse(pred, x0, vm)}
+        w_pred = pred[..., :52] * self.std[:52] + self.mean[:52]
+        w_true = x0[..., :52] * self.std[:52] + self.mean[:52]
+        dv = (self.vertices(w_pred) - self.vertices(w_true)).norm(dim=-1)  # mm
+        losses["vertex"] = ((dv ** 2).mean(-1, keepdim=True) * vm).sum() / nvalid / 10.0
+        vel_m = (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1).float()
+        vp, vt = pred[:, 1:] - pred[:, :-1], x0[:, 1:] - x0[:, :-1]
+        losses["velocity"] = mse(vp, vt, vel_m)
+        acc_m = (valid[:, 2:] & valid[:, :-2]).unsqueeze(-1).float()
+        losses["smooth"] = mse(vp[:, 1:] - vp[:, :-1], vt[:, 1:] - vt[:, :-1], acc_m)
+        h = self.head_idx
+        losses["head"] = mse(pred[..., h], x0[..., h], vm) + mse(vp[..., h], vt[..., h], vel_m)
+        # window boundary: the step from the last previous frame to the first frame
+        hp = b["has_prev"].float().view(B, 1)
+        step_p, step_t = pred[:, 0] - b["prev"][:, -1], x0[:, 0] - b["prev"][:, -1]
+        losses["boundary"] = (((step_p - step_t) ** 2) * hp).sum() / (hp.sum() * x0.shape[-1]).clamp(min=1)
+        losses["style"] = nt_xent(style, b["speaker"])
+        ve = m.voice_emotion(b["audio"])
+        losses["voice_emotion"] = (((ve - b["emotion"]) ** 2) * vm).sum() / (nvalid * 8)
+        weights = {"x0": 1.0, "vertex": cfg.w_vertex, "velocity": cfg.w_velocity,
+                   "smooth": cfg.w_smooth, "head": cfg.w_head, "boundary": cfg.w_boundary,
+                   "style": cfg.w_style, "voice_emotion": cfg.w_voice_emotion}
+        losses["total"] = sum(weights[k] * v for k, v in losses.items())
+        return losses
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"optim.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def train(config_path, resume: bool = True) -> Path:
+    cfg = load_config(config_path)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", "0"))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if distributed:
+        backend = "nccl" if device == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+
+    # ---- data
+    train_data = load_split(cfg.corpus, "train")
+    val_data = load_split(cfg.corpus, "val")
+    mean, std = motion_stats(train_data.motion)
+    mcfg = ModelConfig(**{**cfg.model, "n_identities": len(np.unique(train_data.speaker))})
+    identities = {int(s): i + 1 for i, s in enumerate(np.unique(train_data.speaker))}
+    sampler = WindowSampler(train_data, mcfg.window, mcfg.prev, mean, std, identities, seed=cfg.seed + rank)
+    val_sampler = WindowSampler(val_data, mcfg.window, mcfg.prev, mean, std, seed=1234)
+    val_batches = [val_sampler.batch(cfg.batch) for _ in range(4)]
+
+    # ---- model
+    model = LaliaModel(mcfg).to(device)
+    objective = Objective(model, cfg, mean, std).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    history: list[dict] = []
+    last = run / "last.safetensors"
+    if resume and last.exists():
+        from safetensors.torch import load_file
+        tensors = load_file(str(last), device=device)
+        model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("optim.")})
+        _restore_optimizer(opt, {k: v for k, v in tensors.items() if k.startswith("optim.")})
+        state = json.loads((run / "last.json").read_text())
+        step, history = state["train_state"]["step"], state["train_state"]["history"]
+        log.info("resumed %s at step %d", run, step)
+    net = objective
+    if distributed:
+        net = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model %.2fM parameters on %s; %d train frames", n_params / 1e6, device, len(train_data.motion))
+
+    def manifest(extra_state: dict | None = None) -> dict:
+        return {
+            "channels": list(ARKIT_HEAD_LAYOUT), "fps": 25.0, "window": mcfg.window, "prev": mcfg.prev,
+            "norm_mean": mean.tolist(), "norm_std": std.tolist(), "emotions": list(EMOTIONS),
+            "style_fields": list(STYLE_FIELDS),
+            "sampler": {"name": "ddim", "steps": 8, "guidance": {"audio": 1.0, "emotion": 1.0, "style": 1.0}},
+            "speech_encoder": "whisper-tiny.en encoder (final layer), 25 fps",
+            "training": {"corpus": str(cfg.corpus), "corpus_manifest": _corpus_summary(cfg.corpus),
+                         "config": {k: getattr(cfg, k) for k in TrainConfig.__dataclass_fields__},
+                         "device": device, "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+                         "parameters": n_params},
+            **(extra_state or {}),
+        }
+
+    def save(path):
+        if rank == 0:
+            save_checkpoint(path, model, manifest({"train_state": {"step": step, "history": history}}),
+                            extra=_optimizer_tensors(opt))
+
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    start = time.time()
+    running: dict[str, float] = {}
+    model.train()
+    while step < cfg.steps:
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg)
+        batch = {k: v.to(device) for k, v in sampler.batch(cfg.batch).items()}
+        with amp:
+            losses = net(batch)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for k, v in losses.items():
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        if step % cfg.log_every == 0 and rank == 0:
+            avg = {k: round(v / cfg.log_every, 5) for k, v in running.items()}
+            history.append({"step": step, "minutes": round((time.time() - start) / 60, 2), **avg})
+            log.info("step %d %s", step, " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+            running = {}
+        if step % cfg.val_every == 0 and rank == 0:
+            val = validate(objective, val_batches, device)
+            history.append({"step": step, "val": val})
+            log.info("step %d validation %s", step, val)
+        if step % cfg.ckpt_every == 0:
+            save(last)
+        if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
+            log.info("time budget reached at step %d", step)
+            break
+    save(last)
+    if rank == 0:
+        val = validate(objective, val_batches, device)
+        history.append({"step": step, "val": val, "minutes": round((time.time() - start) / 60, 2)})
+        save_checkpoint(run / "final.safetensors", model, manifest({"history": history}))
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return run / "final.safetensors"
+
+
+@torch.no_grad()
+def validate(objective: Objective, batches, device) -> dict:
+    """Denoising losses on fixed validation windows at three noise levels."""
+    objective.eval()
+    g = torch.Generator(device="cpu").manual_seed(0)
+    out: dict[str, float] = {}
+    for b in batches:
+        b = {k: v.to(device) for k, v in b.items()}
+        torch.manual_seed(int(torch.randint(0, 10 ** 6, (1,), generator=g)))
+        losses = objective(b)
+        for k in ("x0", "vertex", "total"):
+            out[k] = out.get(k, 0.0) + float(losses[k]) / len(batches)
+    objective.train()
+    return {k: round(v, 5) for k, v in out.items()}
+
+
+def _corpus_summary(root) -> dict:
+    p = Path(root) / "manifest.json"
+    if not p.exists():
+        return {}
+    m = json.loads(p.read_text())
+    return {"seed": m["seed"], "hours": {s: st["hours"] for s, st in m["splits"].items()},
+            "speakers": len(m["speakers"]), "text_source": m.get("text_source")}
