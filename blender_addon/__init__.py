@@ -1,0 +1,14 @@
+"""Lalia: Generate from audio. A thin Blender layer over `model_core` (bundled beside it)."""
+from . import operators, panel, properties
+
+_modules = (properties, operators, panel)
+
+
+def register():
+    for m in _modules:
+        m.register()
+
+
+def unregister():
+    for m in reversed(_modules):
+        m.unregister()

@@ -1,0 +1,25 @@
+"""The loaded model, shared by the operators (loaded once, on first use)."""
+from __future__ import annotations
+
+import threading
+
+_lock = threading.Lock()
+_generator = None
+
+
+def generator():
+    global _generator
+    with _lock:
+        if _generator is None:
+            from .model_core.generator import load_generator
+            _generator = load_generator()
+        return _generator
+
+
+def preset_descriptions() -> dict:
+    """Style presets of the default model (read from its manifest, without loading torch)."""
+    try:
+        from .model_core.checkpoint import DEFAULT_CHECKPOINT, read_manifest
+        return dict(read_manifest(DEFAULT_CHECKPOINT).get("style_presets", {}))
+    except Exception:  # a broken install shows no presets; Generate reports the real error
+        return {}

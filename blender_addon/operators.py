@@ -1,0 +1,335 @@
+"""Operators: lalia.add_demo_head, lalia.generate, lalia.export_fbx, lalia.export_csv.
+
+Generate runs synchronously in background mode (`blender -b`, scripts, tests). In the UI it runs
+the model in a worker thread, shows progress, and writes keyframes on the main thread when the
+motion is ready; Esc cancels and leaves the scene untouched.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from . import engine
+from .properties import emotion_dict
+from .rig import add_sound_strip, apply_motion, find_armature, find_arkit_shape_keys, guess_head_bone
+
+
+def _error(op, e: Exception):
+    op.report({"ERROR"}, str(e))
+    return {"CANCELLED"}
+
+
+def _audio_path(context) -> str:
+    s = context.scene.lalia
+    from .model_core.errors import LaliaError
+    if s.audio_source == "STRIP":
+        se = context.scene.sequence_editor
+        strips = [] if se is None else list(getattr(se, "strips_all", None) or se.sequences_all)
+        sounds = [st for st in strips if st.type == "SOUND"]
+        if not sounds:
+            raise LaliaError("The scene has no sound strip; pick an audio file instead")
+        active = se.active_strip if se.active_strip in sounds else sounds[0]
+        return bpy.path.abspath(active.sound.filepath)
+    if not s.audio_path:
+        raise LaliaError("Choose an audio file first")
+    path = bpy.path.abspath(s.audio_path)
+    if not os.path.isfile(path):
+        raise LaliaError(f"Audio file not found: {path}")
+    return path
+
+
+def _target(context):
+    from .model_core.errors import LaliaError
+    obj = context.active_object
+    if obj is None:
+        raise LaliaError("Select the face mesh (an object with ARKit shape keys) first")
+    if obj.type == "ARMATURE":  # the rig is selected: use the mesh it deforms
+        meshes = [o for o in obj.children if o.type == "MESH" and find_arkit_shape_keys(o)]
+        if not meshes:
+            raise LaliaError(f"Armature '{obj.name}' deforms no mesh with ARKit shape keys")
+        obj = meshes[0]
+    if obj.type != "MESH" or obj.data.shape_keys is None:
+        raise LaliaError(f"'{obj.name}' has no shape keys; select a face mesh with ARKit shape keys")
+    if not find_arkit_shape_keys(obj):
+        raise LaliaError(f"'{obj.name}' has shape keys but none with ARKit names (jawOpen, eyeBlinkLeft, ...)")
+    return obj
+
+
+def _style(context):
+    s = context.scene.lalia
+    from .model_core.errors import LaliaError
+    if s.style_preset == "NONE":
+        return None
+    if s.style_preset != "REFERENCE":
+        return s.style_preset
+    if s.style_action:
+        return _motion_from_action(context, s.style_action)
+    if not s.style_reference:
+        raise LaliaError("Style 'From reference' needs a reference file or action")
+    return bpy.path.abspath(s.style_reference)
+
+
+def _motion_from_action(context, action_name):
+    """Sample an existing shape-key action on an ARKit rig into a Motion (style reference)."""
+    import numpy as np
+    from .model_core.errors import LaliaError
+    from .model_core.motion import ARKIT_NAMES, Motion, canonical_arkit_name
+    act = bpy.data.actions.get(action_name)
+    if act is None:
+        raise LaliaError(f"No action named '{action_name}'")
+    curves = list(getattr(act, "fcurves", []) or [])
+    if not curves and hasattr(act, "layers"):
+        for layer in act.layers:
+            for strip in layer.strips:
+                for cb in strip.channelbags:
+                    curves += list(cb.fcurves)
+    lo, hi = (int(x) for x in act.frame_range)
+    frames = np.arange(lo, hi + 1)
+    values = np.zeros((len(frames), 52), np.float32)
+    hits = 0
+    for fc in curves:
+        m = re.match(r'key_blocks\["(.+)"\]\.value', fc.data_path)
+        name = canonical_arkit_name(m.group(1)) if m else None
+        if name:
+            values[:, ARKIT_NAMES.index(name)] = [fc.evaluate(f) for f in frames]
+            hits += 1
+    if not hits:
+        raise LaliaError(f"Action '{action_name}' animates no ARKit shape keys")
+    fps = context.scene.render.fps / context.scene.render.fps_base
+    return Motion(fps, ARKIT_NAMES, values)
+
+
+class LALIA_OT_add_demo_head(bpy.types.Operator):
+    """Add the bundled CC0 head, rigged with 52 ARKit shape keys and a neck/head/jaw armature"""
+    bl_idname = "lalia.add_demo_head"
+    bl_label = "Add demo head"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        from .demo_head import build_demo_head
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        obj, arm = build_demo_head(context)
+        context.scene.lalia.head_bone = "head"
+        self.report({"INFO"}, f"Added '{obj.name}' with 52 ARKit shape keys")
+        return {"FINISHED"}
+
+
+class LALIA_OT_generate(bpy.types.Operator):
+    """Generate lip sync, expression, blinks and head motion from audio as new keyframes"""
+    bl_idname = "lalia.generate"
+    bl_label = "Generate from audio"
+    bl_options = {"REGISTER", "UNDO"}
+
+    _thread = None
+    _timer = None
+
+    def _gather(self, context):
+        s = context.scene.lalia
+        obj = _target(context)
+        arm = find_armature(obj)
+        bone = s.head_bone or guess_head_bone(arm)
+        audio = _audio_path(context)
+        kwargs = dict(emotion=emotion_dict(s) or None, emotion_from_voice=s.auto_emotion,
+                      style=_style(context), steps=s.steps or None, seed=s.seed,
+                      head_motion=s.head_motion, expressiveness=s.expressiveness)
+        return obj, arm, bone, audio, kwargs
+
+    def _finish(self, context, motion, obj, arm, bone, audio, kwargs):
+        s = context.scene.lalia
+        emo = "+".join(f"{k}{v:.1f}" for k, v in (kwargs["emotion"] or {}).items()) or \
+            ("auto" if kwargs["emotion_from_voice"] else "neutral")
+        name = f"Lalia {Path(audio).stem} {emo} s{s.seed}"
+        made = apply_motion(context.scene, obj, motion, name=name, armature=arm, head_bone=bone,
+                            placement=s.placement)
+        if s.add_sound:
+            add_sound_strip(context.scene, audio, made["frames"][0], Path(audio).name)
+        s.status = f"{made['shape_action']}: frames {made['frames'][0]}-{made['frames'][1]}"
+        self.report({"INFO"}, f"Generated {s.status}")
+
+    def execute(self, context):
+        from .model_core.errors import LaliaError
+        try:
+            obj, arm, bone, audio, kwargs = self._gather(context)
+            motion = engine.generator().generate(audio, **kwargs)
+            self._finish(context, motion, obj, arm, bone, audio, kwargs)
+        except LaliaError as e:
+            return _error(self, e)
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        from .model_core.errors import LaliaError
+        try:
+            self._args = self._gather(context)
+        except LaliaError as e:
+            return _error(self, e)
+        s = context.scene.lalia
+        s.running, s.progress, s.status = True, 0.0, "Loading model..."
+        self._cancel = threading.Event()
+        self._result = {}
+        _, _, _, audio, kwargs = self._args
+
+        def work():
+            try:
+                gen = engine.generator()
+                self._result["motion"] = gen.generate(
+                    audio, progress=lambda f: self._result.__setitem__("progress", f),
+                    cancel=self._cancel.is_set, **kwargs)
+            except Exception as e:  # reported on the main thread
+                self._result["error"] = e
+
+        self._thread = threading.Thread(target=work, daemon=True)
+        self._thread.start()
+        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        s = context.scene.lalia
+        if event.type == "ESC":
+            self._cancel.set()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"} if event.type != "ESC" else {"RUNNING_MODAL"}
+        s.progress = self._result.get("progress", 0.0)
+        s.status = f"Generating... {100 * s.progress:.0f}%"
+        for area in context.screen.areas if context.screen else []:
+            area.tag_redraw()
+        if self._thread.is_alive():
+            return {"RUNNING_MODAL"}
+        context.window_manager.event_timer_remove(self._timer)
+        s.running = False
+        if self._cancel.is_set():
+            s.status = "Cancelled: nothing was changed"
+            self.report({"WARNING"}, s.status)
+            return {"CANCELLED"}
+        if "error" in self._result:
+            s.status = str(self._result["error"])
+            return _error(self, self._result["error"])
+        try:
+            self._finish(context, self._result["motion"], *self._args[:3], self._args[3], self._args[4])
+        except Exception as e:
+            return _error(self, e)
+        return {"FINISHED"}
+
+
+FBX_PRESETS = {
+    # Unity: Y up, -Z forward, unit scale applied to the FBX
+    "UNITY": dict(axis_forward="-Z", axis_up="Y", apply_scale_options="FBX_SCALE_ALL",
+                  apply_unit_scale=True),
+    # Unreal: Z up, -Y forward as Blender, scale kept in FBX units (UE reads cm)
+    "UNREAL": dict(axis_forward="-Y", axis_up="Z", apply_scale_options="FBX_SCALE_NONE",
+                   apply_unit_scale=True, primary_bone_axis="Y", secondary_bone_axis="X"),
+}
+
+
+class LALIA_OT_export_fbx(bpy.types.Operator):
+    """Export the selected face and its rig with baked shape-key and head-bone animation"""
+    bl_idname = "lalia.export_fbx"
+    bl_label = "Export FBX for game engines"
+    filepath: StringProperty(subtype="FILE_PATH")
+    filter_glob: StringProperty(default="*.fbx", options={"HIDDEN"})
+    preset: EnumProperty(items=[("UNITY", "Unity", ""), ("UNREAL", "Unreal", "")], default="UNITY")
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            self.filepath = bpy.path.ensure_ext(bpy.data.filepath[:-6] if bpy.data.filepath else "lalia", ".fbx")
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        from .model_core.errors import LaliaError
+        try:
+            obj = _target(context)
+        except LaliaError as e:
+            return _error(self, e)
+        if not self.filepath:
+            return _error(self, LaliaError("Choose a file to export to"))
+        path = bpy.path.ensure_ext(bpy.path.abspath(self.filepath), ".fbx")
+        arm = find_armature(obj)
+        prev_sel = [o for o in context.view_layer.objects if o.select_get()]
+        for o in prev_sel:
+            o.select_set(False)
+        for o in (obj, arm):
+            if o is not None:
+                o.select_set(True)
+        try:
+            bpy.ops.export_scene.fbx(
+                filepath=path, use_selection=True, object_types={"ARMATURE", "MESH"},
+                add_leaf_bones=False, bake_anim=True, bake_anim_use_all_actions=False,
+                bake_anim_use_nla_strips=False, bake_anim_simplify_factor=0.0,
+                use_mesh_modifiers=False, mesh_smooth_type="FACE", **FBX_PRESETS[self.preset])
+        finally:
+            for o in context.view_layer.objects:
+                o.select_set(o in prev_sel)
+        self.report({"INFO"}, f"Exported {path}")
+        return {"FINISHED"}
+
+
+class LALIA_OT_export_csv(bpy.types.Operator):
+    """Export the face's current animation as a Live Link Face style CSV"""
+    bl_idname = "lalia.export_csv"
+    bl_label = "Export Live Link CSV"
+    filepath: StringProperty(subtype="FILE_PATH")
+    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            self.filepath = "lalia.csv"
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        import numpy as np
+        from .model_core.errors import LaliaError
+        from .model_core.motion import ARKIT_HEAD_LAYOUT, ARKIT_NAMES, Motion
+        try:
+            obj = _target(context)
+            if not self.filepath:
+                raise LaliaError("Choose a file to export to")
+        except LaliaError as e:
+            return _error(self, e)
+        scene = context.scene
+        found = find_arkit_shape_keys(obj)
+        arm = find_armature(obj)
+        bone = scene.lalia.head_bone or guess_head_bone(arm)
+        frames = range(scene.frame_start, scene.frame_end + 1)
+        vals = np.zeros((len(frames), len(ARKIT_HEAD_LAYOUT)), np.float32)
+        keep = scene.frame_current
+        for i, f in enumerate(frames):  # evaluate what plays: NLA, drivers and all
+            scene.frame_set(f)
+            kbs = obj.data.shape_keys.key_blocks
+            for j, a in enumerate(ARKIT_NAMES):
+                if a in found:
+                    vals[i, j] = kbs[found[a]].value
+            if arm is not None and bone in arm.pose.bones:
+                pb = arm.pose.bones[bone]
+                q = pb.rotation_quaternion if pb.rotation_mode == "QUATERNION" else pb.rotation_euler.to_quaternion()
+                B = pb.bone.matrix_local.to_3x3()
+                R = B @ q.to_matrix() @ B.inverted()
+                e = R.to_euler("YXZ")  # R = Rz(yaw) Rx(pitch) Ry(roll)
+                vals[i, 52:55] = (e.x, e.z, e.y)
+        scene.frame_set(keep)
+        fps = scene.render.fps / scene.render.fps_base
+        Motion(fps, ARKIT_HEAD_LAYOUT, vals).save(bpy.path.abspath(self.filepath), "csv")
+        self.report({"INFO"}, f"Exported {self.filepath}")
+        return {"FINISHED"}
+
+
+_classes = (LALIA_OT_add_demo_head, LALIA_OT_generate, LALIA_OT_export_fbx, LALIA_OT_export_csv)
+
+
+def register():
+    for c in _classes:
+        bpy.utils.register_class(c)
+
+
+def unregister():
+    for c in reversed(_classes):
+        bpy.utils.unregister_class(c)

@@ -1,0 +1,89 @@
+"""The sidebar panel (3D View > Sidebar > Lalia)."""
+import bpy
+
+from .properties import EMOTIONS
+from .rig import find_arkit_shape_keys, find_armature, guess_head_bone
+
+
+class LALIA_PT_main(bpy.types.Panel):
+    bl_label = "Lalia"
+    bl_idname = "LALIA_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Lalia"
+
+    def draw(self, context):
+        from .model_core.motion import ARKIT_NAMES
+        s = context.scene.lalia
+        col = self.layout.column()
+        col.operator("lalia.add_demo_head", icon="MONKEY")
+
+        box = col.box()
+        box.label(text="Target", icon="SHAPEKEY_DATA")
+        obj = context.active_object
+        if obj is None:
+            box.label(text="Select a face mesh", icon="ERROR")
+        else:
+            mesh = obj
+            if obj.type == "ARMATURE":
+                mesh = next((c for c in obj.children if find_arkit_shape_keys(c)), obj)
+            found = find_arkit_shape_keys(mesh)
+            box.label(text=f"{mesh.name}: {len(found)}/52 ARKit shape keys")
+            missing = [n for n in ARKIT_NAMES if n not in found]
+            if found and missing:
+                box.label(text="Missing: " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
+            arm = find_armature(mesh)
+            if arm is not None:
+                box.prop_search(s, "head_bone", arm.data, "bones", text="Head bone")
+                if not s.head_bone:
+                    box.label(text=f"Default: {guess_head_bone(arm) or 'none'}")
+
+        box = col.box()
+        box.label(text="Audio", icon="SOUND")
+        box.prop(s, "audio_source", expand=True)
+        if s.audio_source == "FILE":
+            box.prop(s, "audio_path", text="")
+
+        box = col.box()
+        box.label(text="Emotion", icon="FUND")
+        for e in EMOTIONS:
+            box.prop(s, e, slider=True)
+        box.prop(s, "auto_emotion")
+
+        box = col.box()
+        box.label(text="Style", icon="ARMATURE_DATA")
+        box.prop(s, "style_preset", text="")
+        if s.style_preset == "REFERENCE":
+            box.prop(s, "style_reference")
+            box.prop_search(s, "style_action", bpy.data, "actions")
+        box.prop(s, "head_motion", slider=True)
+        box.prop(s, "expressiveness", slider=True)
+
+        box = col.box()
+        box.prop(s, "seed")
+        box.prop(s, "steps")
+        box.prop(s, "placement")
+        box.prop(s, "add_sound")
+        row = col.row()
+        row.scale_y = 1.6
+        row.enabled = not s.running
+        row.operator("lalia.generate", icon="PLAY")
+        if s.running:
+            col.prop(s, "progress", text="Generating (Esc cancels)", slider=True)
+        if s.status:
+            col.label(text=s.status)
+
+        box = col.box()
+        box.label(text="Export", icon="EXPORT")
+        row = box.row()
+        row.operator("lalia.export_fbx", text="FBX Unity").preset = "UNITY"
+        row.operator("lalia.export_fbx", text="FBX Unreal").preset = "UNREAL"
+        box.operator("lalia.export_csv")
+
+
+def register():
+    bpy.utils.register_class(LALIA_PT_main)
+
+
+def unregister():
+    bpy.utils.unregister_class(LALIA_PT_main)

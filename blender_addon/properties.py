@@ -1,0 +1,62 @@
+"""Settings at `scene.lalia` (scriptable: every panel control is one of these)."""
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt")
+STYLE_PRESETS = [("NONE", "Average", "The model's average speaking style")]
+
+
+def _style_items(self, context):
+    from . import engine
+    items = list(STYLE_PRESETS)
+    for name, desc in engine.preset_descriptions().items():
+        items.append((name, name.replace("_", " ").title(), desc))
+    items.append(("REFERENCE", "From reference", "Style taken from a motion file or an action"))
+    return items
+
+
+class LaliaSettings(bpy.types.PropertyGroup):
+    audio_source: EnumProperty(name="Audio", items=[
+        ("FILE", "File", "An audio file (wav, flac, ogg, mp3)"),
+        ("STRIP", "Sound strip", "The scene's active or first sound strip")], default="FILE")
+    audio_path: StringProperty(name="Audio file", subtype="FILE_PATH")
+    auto_emotion: BoolProperty(name="Auto from voice", default=False,
+                               description="Infer the emotion from the voice when all sliders are 0")
+    style_preset: EnumProperty(name="Style", items=_style_items)
+    style_reference: StringProperty(name="Reference", subtype="FILE_PATH",
+                                    description="Motion npz or Live Link Face CSV to copy the style from")
+    style_action: StringProperty(name="Reference action",
+                                 description="An existing shape-key action on an ARKit rig to copy the style from")
+    head_motion: FloatProperty(name="Head motion", default=1.0, min=0.0, max=2.0)
+    expressiveness: FloatProperty(name="Expressiveness", default=1.0, min=0.0, max=2.0)
+    seed: IntProperty(name="Variation seed", default=0, min=0)
+    steps: IntProperty(name="Quality (steps)", default=0, min=0, max=500,
+                       description="Sampler steps; 0 = the model's default")
+    head_bone: StringProperty(name="Head bone", description="Bone that receives head rotation")
+    placement: EnumProperty(name="Place as", items=[
+        ("NLA", "New NLA track", "Each generation on its own NLA track; earlier ones are kept, muted"),
+        ("ASSIGN", "Active action", "Assign as the active action (the previous one is pushed to the NLA)")],
+        default="NLA")
+    add_sound: BoolProperty(name="Add sound strip", default=True)
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    running: BoolProperty(default=False)
+    status: StringProperty(default="")
+
+
+for _e in EMOTIONS:
+    LaliaSettings.__annotations__[_e] = FloatProperty(name=_e.title(), default=0.0, min=0.0, max=1.0)
+
+
+def emotion_dict(settings) -> dict:
+    return {e: getattr(settings, e) for e in EMOTIONS if getattr(settings, e) > 0}
+
+
+def register():
+    bpy.utils.register_class(LaliaSettings)
+    bpy.types.Scene.lalia = PointerProperty(type=LaliaSettings)
+
+
+def unregister():
+    del bpy.types.Scene.lalia
+    bpy.utils.unregister_class(LaliaSettings)
