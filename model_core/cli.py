@@ -33,7 +33,8 @@ def cmd_corpus_build(a):
 
 def cmd_corpus_preview(a):
     from .corpus_preview import preview
-    print(preview(Path(a.corpus), Path(a.out), split=a.split))
+    for p in preview(Path(a.corpus) if a.corpus else None, Path(a.out), split=a.split):
+        print(p)
 
 
 def cmd_assets_head(a):
@@ -56,6 +57,49 @@ def cmd_train(a):
     print(train(a.config, resume=not a.fresh))
 
 
+def _parse_emotions(items) -> dict | None:
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise LaliaError(f"--emotion takes NAME=INTENSITY (e.g. happy=0.7), got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise LaliaError(f"--emotion {it!r}: intensity must be a number between 0 and 1")
+    return out
+
+
+def cmd_generate(a):
+    import time
+    from .generator import load_generator
+    gen = load_generator(a.checkpoint, device=a.device)
+    t0 = time.perf_counter()
+    motion = gen.generate(a.audio, emotion=_parse_emotions(a.emotion), emotion_from_voice=a.emotion_from_voice,
+                          style=a.style, steps=a.steps, seed=a.seed, head_motion=a.head_motion,
+                          expressiveness=a.expressiveness, progress=_progress_bar("generate"))
+    elapsed = time.perf_counter() - t0
+    out = motion.save(a.out, a.format)
+    print(f"{out}: {motion.num_frames} frames at {motion.fps:g} fps, {len(motion.channels)} channels "
+          f"({motion.duration:.1f} s of motion in {elapsed:.2f} s, {motion.duration / elapsed:.1f}x real time)")
+
+
+def cmd_eval(a):
+    from .evaluate import evaluate_corpus, evaluate_real_speech
+    from .generator import load_generator
+    gen = load_generator(a.checkpoint)
+    report = {"checkpoint": str(a.checkpoint or "default"), "steps": a.steps or gen.manifest["sampler"]["steps"]}
+    if a.corpus:
+        report["synthetic_test"] = evaluate_corpus(gen, a.corpus, max_takes=a.max_takes, steps=a.steps)
+    report["real_speech"] = evaluate_real_speech(gen, steps=a.steps)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model_core", description="Lalia core")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -69,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=None)
     b.set_defaults(func=cmd_corpus_build)
     pv = c.add_parser("preview", help="render a contact sheet of corpus samples")
-    pv.add_argument("corpus")
+    pv.add_argument("corpus", nargs="?", default=None)
     pv.add_argument("--out", required=True)
     pv.add_argument("--split", default="test")
     pv.set_defaults(func=cmd_corpus_preview)
@@ -80,6 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("features", help="cache speech features for a corpus (needed to train)")
     f.add_argument("corpus")
     f.set_defaults(func=cmd_features)
+
+    g = sub.add_parser("generate", help="audio -> motion file")
+    g.add_argument("audio")
+    g.add_argument("--out", required=True)
+    g.add_argument("--format", choices=["npz", "csv", "json"], default=None,
+                   help="default: from the --out suffix")
+    g.add_argument("--emotion", action="append", metavar="NAME=INTENSITY",
+                   help="e.g. --emotion happy=0.7 --emotion sad=0.2")
+    g.add_argument("--emotion-from-voice", action="store_true")
+    g.add_argument("--style", help="a style preset name or a reference motion (npz/csv)")
+    g.add_argument("--steps", type=int, default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--head-motion", type=float, default=1.0)
+    g.add_argument("--expressiveness", type=float, default=1.0)
+    g.add_argument("--checkpoint", default=None)
+    g.add_argument("--device", default="cpu")
+    g.set_defaults(func=cmd_generate)
+
+    e = sub.add_parser("eval", help="metrics on the held-out corpus split and real speech")
+    e.add_argument("--corpus", help="a corpus folder with a test split (omit: real speech only)")
+    e.add_argument("--checkpoint", default=None)
+    e.add_argument("--steps", type=int, default=None)
+    e.add_argument("--max-takes", type=int, default=24)
+    e.add_argument("--out", help="also write the JSON report here")
+    e.set_defaults(func=cmd_eval)
 
     t = sub.add_parser("train", help="train a model from a TOML config")
     t.add_argument("config")
