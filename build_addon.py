@@ -25,7 +25,8 @@ WHEELS = ["torch==2.13.0", "safetensors", "soundfile", "scipy<1.15", "cffi", "py
           "filelock", "fsspec", "jinja2", "markupsafe", "mpmath", "networkx", "sympy",
           "typing_extensions"]
 ASSETS = ("head.npz", "HEAD_PROVENANCE.md", "whisper_tiny_en_encoder.safetensors",
-          "default_model.safetensors", "default_model.json", "MODEL_CARD.md")
+          "default_model.safetensors", "default_model.json", "sample_speech.flac", "sample_speech.json",
+          "SAMPLE_SPEECH_PROVENANCE.md")
 
 
 def _version() -> str:

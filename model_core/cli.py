@@ -100,6 +100,11 @@ def cmd_eval(a):
         Path(a.out).write_text(text)
 
 
+def cmd_ship(a):
+    from .ship import ship
+    print(ship(a.checkpoint, a.corpus))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model_core", description="Lalia core")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -149,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-takes", type=int, default=24)
     e.add_argument("--out", help="also write the JSON report here")
     e.set_defaults(func=cmd_eval)
+
+    sh = sub.add_parser("ship", help="make a run's checkpoint the shipped default model")
+    sh.add_argument("checkpoint")
+    sh.add_argument("--corpus", required=True)
+    sh.set_defaults(func=cmd_ship)
 
     t = sub.add_parser("train", help="train a model from a TOML config")
     t.add_argument("config")

@@ -1,0 +1,67 @@
+# Lalia. Quick start: `make demo` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
+APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
+CORPUS ?= corpus/default
+
+.PHONY: setup system venv demo test test-blender5 addon addon-lean model corpus bench clean
+
+setup: system $(STAMP) $(ENCODER)
+
+# Debian packages: the speech synthesizers, the sentence source and ffmpeg (mp3 decoding)
+system:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+$(ENCODER): $(STAMP)
+	PYTHONPATH=. $(PY) -m model_core assets encoder
+
+# the extension zip: lean (for environments that provide torch, like the tests) and full
+addon-lean: setup
+	$(PY) build_addon.py --no-wheels
+addon: setup
+	$(PY) build_addon.py
+
+demo: setup
+	$(PY) build_addon.py --no-wheels --out build
+	$(PY) tools/demo.py build/lalia-*-nowheels.zip out/demo
+
+test: setup
+	PYTHONPATH=. $(PY) -m pytest -q tests
+
+# the add-on tests in Blender 5.0 (separate environment)
+test-blender5: setup
+	test -x .venv-bpy5/bin/python || $(PY_SYS) -m venv --system-site-packages .venv-bpy5
+	.venv-bpy5/bin/pip install -q bpy==5.0.* numpy==1.26.4 -r <(grep -v '^bpy' requirements.txt)
+	$(PY) build_addon.py --no-wheels --out build
+	PYTHONPATH=. .venv-bpy5/bin/python -m pytest -q tests/blender
+
+# ---- heavy work: its own commands, not part of the tests ----
+corpus: setup
+	PYTHONPATH=. $(PY) -m model_core corpus build --hours 4 --out $(CORPUS) --seed 0
+	PYTHONPATH=. $(PY) -m model_core features $(CORPUS)
+
+model: corpus
+	PYTHONPATH=. $(PY) -m model_core train model_core/configs/default.toml --fresh
+	PYTHONPATH=. $(PY) -m model_core ship runs/default/final.safetensors --corpus $(CORPUS)
+	PYTHONPATH=. $(PY) -m model_core eval --corpus $(CORPUS) --out docs/eval_default.json
+
+bench: setup
+	PYTHONPATH=. $(PY) -m model_core bench
+
+clean:
+	rm -rf build dist out .pytest_cache
