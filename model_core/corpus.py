@@ -218,18 +218,20 @@ def build_corpus(out: Path, hours: float, seed: int = 0, workers: int | None = N
     workers = workers or mp.cpu_count()
     ctx = mp.get_context("fork")
 
+    # take i's split depends on i alone (8 train : 1 val : 1 test), so the corpus does not
+    # depend on the order in which workers finish
+    pattern = ["train"] * 8 + ["val", "test"]
+
     def jobs():
         i = 0
-        while True:
-            for s in SPLITS:
-                if got[s] < goal[s]:
-                    i += 1
-                    yield (i, seed, s, by_split[s], sent_split[s])
-            if all(got[s] >= goal[s] for s in SPLITS):
-                return
+        while not all(got[s] >= goal[s] for s in SPLITS):
+            i += 1
+            s = pattern[i % 10]
+            yield (i, seed, s, by_split[s], sent_split[s])
 
-    with ctx.Pool(workers) as pool:
-        for split, take in pool.imap(_take_job, jobs(), chunksize=2):
+    # one take per worker process: espeak-ng's state then depends on the take alone
+    with ctx.Pool(workers, maxtasksperchild=1) as pool:
+        for split, take in pool.imap(_take_job, jobs(), chunksize=1):
             if take is None or got[split] >= goal[split]:
                 continue
             writers[split].add(take)

@@ -86,7 +86,10 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 
 class Espeak:
-    """One process-wide espeak-ng instance (re-initialising after Terminate hangs)."""
+    """One process-wide espeak-ng instance (re-initialising after Terminate hangs).
+
+    espeak-ng keeps state between utterances (pause lengths depend on what was spoken before),
+    so the corpus builder speaks each take in a fresh worker process to stay deterministic."""
     _instance: "Espeak | None" = None
     _lock = threading.Lock()
     PARAM = {"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7}
