@@ -136,9 +136,14 @@ def head_liveliness(head: np.ndarray, fps: float = 25.0) -> dict:
     return {"head_std_deg": float(deg.std(0).mean()), "head_jerk_deg_s2": float(np.abs(acc).mean())}
 
 
-def boundary_ratio(values: np.ndarray, window: int) -> float:
+def boundary_ratio(values: np.ndarray, joins) -> float:
+    """Mean speed across the frames where windows join / mean speed elsewhere.
+    `joins`: frame indices j where frame j-1 and frame j come from different windows
+    (or an int window length: joins at its multiples)."""
     speed = np.linalg.norm(np.diff(values, axis=0), axis=1)
-    at = [b - 1 for b in range(window, len(values), window)]
+    if isinstance(joins, int):
+        joins = range(joins, len(values), joins)
+    at = [j - 1 for j in joins if 0 < j < len(values)]
     if not at:
         return float("nan")
     inside = np.delete(speed, at)
@@ -157,6 +162,12 @@ def emotion_shift(w: np.ndarray, emotion: np.ndarray) -> dict:
         ch = [ARKIT_INDEX[c] for c in CHARACTERISTIC[e]]
         out[e] = float(w[sel][:, ch].mean() - w[neutral][:, ch].mean())
     return out
+
+
+def _joins(generator, T: int) -> list[int]:
+    from .generator import OVERLAP
+    starts = generator.window_starts(T)[1:]
+    return sorted(set(starts) | {s + min(OVERLAP, generator.cfg.window // 4) for s in starts})
 
 
 def evaluate_corpus(generator, corpus_root, max_takes: int = 24, steps: int | None = None,
@@ -192,7 +203,7 @@ def evaluate_corpus(generator, corpus_root, max_takes: int = 24, steps: int | No
                      "ba_pred": beat_alignment(pred[:, 52:55], take.audio),
                      "ba_gt": beat_alignment(gt[:, 52:55], take.audio),
                      "diversity_mm": float(np.linalg.norm(vm.verts(preds[0][:T], vm.lips) - vm.verts(preds[1][:T], vm.lips), axis=-1).mean()) if len(preds) > 1 else float("nan"),
-                     "boundary_ratio": boundary_ratio(pred, generator.cfg.window),
+                     "boundary_ratio": boundary_ratio(pred, _joins(generator, len(pred))),
                      "sync_offset_ms": sync_offset_ms(gp, take.phones)})
         emo_all_p.append(pred[:, :52])
         emo_all_g.append(gt[:, :52])

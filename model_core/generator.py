@@ -21,6 +21,7 @@ from .errors import LaliaError
 from .motion import ARKIT_HEAD_LAYOUT, Motion
 
 log = logging.getLogger(__name__)
+OVERLAP = 10  # frames shared (and cross-faded) by consecutive windows
 
 
 class Cancelled(LaliaError):
@@ -154,14 +155,17 @@ class Generator:
         timesteps = spaced_timesteps(self.cfg.num_train_steps, steps)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         N, P, C = self.cfg.window, self.cfg.prev, self.cfg.motion_dim
+        O = min(OVERLAP, N // 4)
         out = torch.zeros(T, C, device=dev)
-        prev = torch.zeros(P, C, device=dev)
         t0 = time.perf_counter()
-        n_windows = (T + N - 1) // N
-        for w in range(n_windows):
+        # windows overlap by O frames; each is conditioned on the P frames before it and
+        # cross-faded into the previous one over the overlap (no jump at window boundaries)
+        starts = self.window_starts(T)
+        ramp = torch.linspace(0, 1, O + 2, device=dev)[1:-1, None]
+        ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep
+        for w, s in enumerate(starts):
             if cancel and cancel():
                 raise Cancelled("Generation cancelled")
-            s = w * N
             n = min(N, T - s)
             a = torch.zeros(N, f.shape[1], device=dev)
             a[:n] = f[s:s + n]
@@ -169,16 +173,28 @@ class Generator:
             e = torch.cat([e, e[-1:].expand(N - n, -1)]) if n < N else e
             valid = torch.zeros(N, dtype=torch.bool, device=dev)
             valid[:n] = True
-            x0 = self._sample_window(sampler_fn, timesteps, scales, gen, a, e, valid, prev, w > 0, style_vec)
-            out[s:s + n] = x0[:n]
-            hist = torch.cat([prev, x0[:n]])
-            prev = hist[-P:]
+            prev = torch.zeros(P, C, device=dev)
+            if s > 0:
+                ctx = out[max(0, s - P):s]
+                prev[P - len(ctx):] = ctx
+            x0 = self._sample_window(sampler_fn, timesteps, scales, gen, a, e, valid, prev, s > 0, style_vec)
+            if s == 0:
+                out[:n] = x0[:n]
+            else:
+                k = min(O, n)
+                out[s:s + k] = (1 - ramp[:k]) * out[s:s + k] + ramp[:k] * x0[:k]
+                out[s + k:s + n] = x0[k:n]
             if progress:
-                progress((w + 1) / n_windows)
+                progress((w + 1) / len(starts))
         self.last_timings.sampler = time.perf_counter() - t0
         values = (out * self.std + self.mean).cpu().numpy()
         values = self._apply_intensity(values, head_motion, expressiveness)
         return Motion(self.fps, self.channels, values)
+
+    def window_starts(self, T: int) -> list[int]:
+        """First frame of each sampling window; consecutive windows share OVERLAP frames."""
+        N, O = self.cfg.window, min(OVERLAP, self.cfg.window // 4)
+        return [0] + list(range(N - O, max(T - O, 1), N - O))
 
     def _emotion_curve(self, emotion, from_voice, feats, T) -> torch.Tensor:
         if emotion is not None and np.ndim(emotion) == 2:

@@ -1,0 +1,227 @@
+"""The add-on in real Blender (the bpy module), installed from the built zip through Blender's own
+extension install. Run in `make test` (bpy 4.5) and `make test-blender5` (bpy 5.0)."""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="lalia-bl-"))
+import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES is set)
+
+
+@pytest.fixture(scope="module")
+def addon(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--no-wheels", "--out", str(out)], check=True)
+    zpath = next(out.glob("lalia-*.zip"))
+    bpy.ops.extensions.package_install_files(filepath=str(zpath), repo="user_default", enable_on_install=True)
+    assert hasattr(bpy.ops, "lalia") and hasattr(bpy.types.Scene, "lalia")
+    return sys.modules["bl_ext.user_default.lalia"]
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory, sample_audio):
+    """8 s of the real LibriVox recording at 44.1 kHz stereo (an unusual rate and channel count)."""
+    from model_core.audio import resample
+    import soundfile as sf
+    p = tmp_path_factory.mktemp("audio") / "austen.wav"
+    x = resample(sample_audio[: 8 * 16000], 16000, 44100)
+    sf.write(p, np.stack([x, x], 1), 44100)
+    return p
+
+
+@pytest.fixture
+def scene(addon):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    sc = bpy.context.scene
+    sc.render.fps = 30
+    return sc
+
+
+def _head(scene):
+    bpy.ops.lalia.add_demo_head()
+    return bpy.context.active_object
+
+
+def _shape_actions(obj):
+    ad = obj.data.shape_keys.animation_data
+    return [] if ad is None else [s.action for t in ad.nla_tracks for s in t.strips]
+
+
+def test_demo_head_is_rigged(scene):
+    obj = _head(scene)
+    names = [k.name for k in obj.data.shape_keys.key_blocks]
+    assert len(names) == 53 and "jawOpen" in names and "tongueOut" in names
+    arm = obj.parent
+    assert arm.type == "ARMATURE" and {"neck", "head", "jaw"} <= {b.name for b in arm.data.bones}
+    assert obj.modifiers["Armature"].object == arm
+
+
+def test_generate_keys_evaluate_to_generated_values(scene, addon, speech_wav):
+    obj = _head(scene)
+    s = scene.lalia
+    s.audio_path = str(speech_wav)
+    s.happy = 0.5
+    bpy.ops.lalia.generate()
+    acts = _shape_actions(obj)
+    assert len(acts) == 1
+    # the same motion, straight from the core, resampled to 30 fps
+    gen = addon.engine.generator()
+    motion = gen.generate(str(speech_wav), emotion={"happy": 0.5}, seed=0).resample(30.0)
+    key = obj.data.shape_keys.key_blocks
+    arm = obj.parent
+    R = addon.rig.head_rotations_local(np.stack([motion.channel(c) for c in ("headPitch", "headYaw", "headRoll")], 1),
+                                       arm.pose.bones["head"].bone)
+    for f in (1, 37, 101, 200):
+        scene.frame_set(f)
+        for name in ("jawOpen", "mouthSmileLeft", "eyeBlinkLeft", "mouthClose"):
+            assert abs(key[name].value - motion.channel(name)[f - 1]) < 2e-3, (name, f)
+        q = np.array(arm.pose.bones["head"].rotation_quaternion)
+        assert min(np.abs(q - R[f - 1]).max(), np.abs(q + R[f - 1]).max()) < 2e-3
+    assert np.ptp(motion.channel("jawOpen")) > 0.15  # the mouth really moves
+    # the sound strip starts at the first keyed frame so playback is in sync
+    se = scene.sequence_editor
+    strips = list(getattr(se, "strips_all", None) or se.sequences_all)
+    assert [st.frame_start for st in strips if st.type == "SOUND"] == [scene.frame_start]
+
+
+def test_second_generation_keeps_the_first_and_user_keys(scene, speech_wav):
+    obj = _head(scene)
+    key = obj.data.shape_keys
+    # the user's own keys on the active action
+    key.key_blocks["browInnerUp"].value = 0.7
+    key.key_blocks["browInnerUp"].keyframe_insert("value", frame=5)
+    user_action = key.animation_data.action
+    s = scene.lalia
+    s.audio_path = str(speech_wav)
+    bpy.ops.lalia.generate()
+    s.seed = 1
+    bpy.ops.lalia.generate()
+    acts = _shape_actions(obj)
+    assert len(acts) == 2 and acts[0] != acts[1]
+    tracks = key.animation_data.nla_tracks
+    assert [t.mute for t in tracks] == [True, False]  # the newest plays, the earlier is kept
+    assert key.animation_data.action == user_action and user_action.users > 0
+
+
+def test_fbx_export_and_legacy_reimport(scene, speech_wav, tmp_path):
+    obj = _head(scene)
+    s = scene.lalia
+    s.audio_path = str(speech_wav)
+    bpy.ops.lalia.generate()
+    key = obj.data.shape_keys.key_blocks
+    expect = {}
+    for f in (10, 60, 120):
+        scene.frame_set(f)
+        expect[f] = {n: key[n].value for n in ("jawOpen", "mouthFunnel", "eyeBlinkLeft")}
+    fbx = tmp_path / "face.fbx"
+    bpy.ops.lalia.export_fbx(filepath=str(fbx), preset="UNITY")
+    assert fbx.stat().st_size > 100_000
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.import_scene.fbx(filepath=str(fbx))  # the legacy (Python) importer
+    meshes = [o for o in bpy.context.scene.objects if o.type == "MESH"]
+    assert len(meshes) == 1 and meshes[0].data.shape_keys is not None
+    kb = meshes[0].data.shape_keys.key_blocks
+    assert len(kb) == 53
+    for f, vals in expect.items():
+        bpy.context.scene.frame_set(f)
+        for n, v in vals.items():
+            assert abs(kb[n].value - v) < 0.02, (n, f, kb[n].value, v)
+    arms = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
+    assert arms and "head" in arms[0].pose.bones and not any(b.name.endswith("_end") for b in arms[0].data.bones)
+
+
+def test_live_link_csv_export(scene, speech_wav, tmp_path):
+    from model_core.motion import read_live_link_csv
+    obj = _head(scene)
+    scene.lalia.audio_path = str(speech_wav)
+    bpy.ops.lalia.generate()
+    csv = tmp_path / "take.csv"
+    bpy.ops.lalia.export_csv(filepath=str(csv))
+    m = read_live_link_csv(csv)
+    assert m.fps == 30.0 and m.num_frames == scene.frame_end - scene.frame_start + 1
+    scene.frame_set(50)
+    assert abs(m.channel("jawOpen")[49] - obj.data.shape_keys.key_blocks["jawOpen"].value) < 1e-3
+
+
+def test_render_bilabial_vs_vowel(scene, addon, speech_wav, tmp_path):
+    """Lips closed on a bilabial and open on a vowel, rendered, differ around the mouth."""
+    from PIL import Image
+    from model_core.evaluate import VertexMetrics
+    obj = _head(scene)
+    scene.lalia.audio_path = str(speech_wav)
+    bpy.ops.lalia.generate()
+    key = obj.data.shape_keys.key_blocks
+    vm = VertexMetrics()
+    from model_core.motion import ARKIT_NAMES
+    gaps = []
+    for f in range(1, 240):
+        scene.frame_set(f)
+        gaps.append(vm.gap(np.array([[key[n].value for n in ARKIT_NAMES]]))[0])
+    gaps = np.array(gaps)
+    closed, opened = int(np.argmin(gaps)) + 1, int(np.argmax(gaps)) + 1
+    assert gaps.min() < 2.0 and gaps.max() > 8.0
+    addon.preview.frame_face(scene, obj, size=256, crop=0.16)
+    a, b = addon.preview.render_frames(scene, [closed, opened], tmp_path, "mouth")
+    ia = np.asarray(Image.open(a).convert("L"), np.float32)
+    ib = np.asarray(Image.open(b).convert("L"), np.float32)
+    h, w = ia.shape
+    mouth = (slice(int(h * 0.45), int(h * 0.85)), slice(int(w * 0.3), int(w * 0.7)))
+    rest = (slice(0, int(h * 0.3)), slice(0, w))
+    assert np.abs(ia[mouth] - ib[mouth]).mean() > 3 * np.abs(ia[rest] - ib[rest]).mean() + 1.0
+
+
+@pytest.mark.parametrize("case", ["no_selection", "no_shape_keys", "some_arkit", "missing_audio",
+                                  "empty_audio", "not_audio"])
+def test_bad_input_gives_a_clear_error_and_changes_nothing(scene, case, tmp_path, speech_wav):
+    s = scene.lalia
+    s.audio_path = str(speech_wav)
+    if case == "no_selection":
+        _head(scene)
+        bpy.context.view_layer.objects.active = None
+    elif case == "no_shape_keys":
+        bpy.ops.mesh.primitive_cube_add()
+    elif case == "some_arkit":
+        bpy.ops.mesh.primitive_cube_add()
+        cube = bpy.context.active_object
+        cube.shape_key_add(name="Basis")
+        cube.shape_key_add(name="SomethingElse")
+    else:
+        _head(scene)
+        if case == "missing_audio":
+            s.audio_path = str(tmp_path / "nope.wav")
+        elif case == "empty_audio":
+            (tmp_path / "empty.wav").write_bytes(b"")
+            s.audio_path = str(tmp_path / "empty.wav")
+        else:
+            (tmp_path / "text.wav").write_text("not audio at all")
+            s.audio_path = str(tmp_path / "text.wav")
+    n_actions = len(bpy.data.actions)
+    with pytest.raises(RuntimeError) as e:
+        bpy.ops.lalia.generate()
+    assert "Traceback" not in str(e.value)
+    assert len(bpy.data.actions) == n_actions
+    assert scene.sequence_editor is None or not list(getattr(scene.sequence_editor, "strips_all", None) or scene.sequence_editor.sequences_all)
+
+
+def test_partial_arkit_rig_gets_the_shapes_it_has(scene, speech_wav):
+    bpy.ops.mesh.primitive_plane_add()
+    obj = bpy.context.active_object
+    obj.shape_key_add(name="Basis")
+    for n in ("JawOpen", "eyeBlink_L", "mouthSmile_R"):  # mixed spellings
+        obj.shape_key_add(name=n)
+    scene.lalia.audio_path = str(speech_wav)
+    bpy.ops.lalia.generate()
+    act = _shape_actions(obj)[0]
+    paths = set()
+    if hasattr(act, "layers") and act.layers:
+        for cb in act.layers[0].strips[0].channelbags:
+            paths |= {fc.data_path for fc in cb.fcurves}
+    else:
+        paths = {fc.data_path for fc in act.fcurves}
+    assert paths == {'key_blocks["JawOpen"].value', 'key_blocks["eyeBlink_L"].value', 'key_blocks["mouthSmile_R"].value'}

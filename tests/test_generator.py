@@ -1,0 +1,128 @@
+"""The shipped default model through the public API (load_generator) and the CLI."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_core.errors import LaliaError
+from model_core.motion import ARKIT_HEAD_LAYOUT, Motion
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def clip(sample_audio):
+    return sample_audio[: 12 * 16000]  # 12 s: three 4 s windows
+
+
+def test_generate_shape_range_and_determinism(generator, clip):
+    m = generator.generate(clip, seed=3)
+    assert m.fps == 25.0 and m.channels == ARKIT_HEAD_LAYOUT and m.values.shape == (300, 55)
+    assert np.isfinite(m.values).all()
+    assert m.values[:, :52].min() >= 0 and m.values[:, :52].max() <= 1
+    assert np.abs(np.degrees(m.values[:, 52:])).max() < 30
+    again = generator.generate(clip, seed=3)
+    np.testing.assert_array_equal(m.values, again.values)
+    other = generator.generate(clip, seed=4)
+    assert np.abs(other.values - m.values).mean() > 1e-3
+
+
+def test_mouth_follows_speech(generator, clip):
+    m = generator.generate(clip)
+    jaw = m.channel("jawOpen")
+    assert jaw.max() > 0.2 and jaw.std() > 0.05
+
+
+def test_window_boundaries_do_not_jump(generator, clip):
+    from model_core.evaluate import _joins, boundary_ratio
+    m = generator.generate(clip)
+    assert boundary_ratio(m.values, _joins(generator, m.num_frames)) < 1.5
+
+
+def test_silence_and_noise_give_a_calm_face(generator):
+    rng = np.random.default_rng(0)
+    for audio in (np.zeros(5 * 16000, np.float32), rng.normal(0, 0.01, 5 * 16000).astype(np.float32)):
+        m = generator.generate(audio)
+        assert m.channel("jawOpen").mean() < 0.12
+        jitter = np.abs(np.diff(m.values[:, :52], axis=0)).mean()
+        assert jitter < 0.02
+
+
+def test_emotion_sliders_change_the_face(generator, clip):
+    neutral = generator.generate(clip, emotion={"neutral": 1.0})
+    happy = generator.generate(clip, emotion={"happy": 1.0})
+    smile = lambda m: (m.channel("mouthSmileLeft") + m.channel("mouthSmileRight")).mean()
+    assert smile(happy) > smile(neutral) + 0.2
+    sad = generator.generate(clip, emotion={"sad": 1.0})
+    assert sad.channel("browInnerUp").mean() > neutral.channel("browInnerUp").mean() + 0.2
+
+
+def test_emotion_curve_over_time(generator, clip):
+    curve = np.zeros((300, 8), np.float32)
+    curve[:150, 0] = 1.0
+    curve[150:, 1] = 1.0  # neutral, then happy
+    m = generator.generate(clip, emotion=curve)
+    smile = m.channel("mouthSmileLeft")
+    assert smile[180:].mean() > smile[:120].mean() + 0.2
+
+
+def test_style_presets_and_reference(generator, clip, tmp_path):
+    assert len(generator.presets) >= 6
+    base = generator.generate(clip, seed=0)
+    styled = generator.generate(clip, seed=0, style="animated")
+    assert np.abs(styled.values - base.values).mean() > 1e-3
+    ref = tmp_path / "ref.npz"
+    base.save(ref)
+    from_ref = generator.generate(clip, seed=0, style=str(ref))
+    assert from_ref.values.shape == base.values.shape
+
+
+def test_intensity_sliders(generator, clip):
+    m1 = generator.generate(clip, seed=0)
+    m0 = generator.generate(clip, seed=0, head_motion=0.0)
+    assert np.abs(m0.values[:, 52:]).max() == 0
+    m2 = generator.generate(clip, seed=0, head_motion=2.0)
+    assert np.abs(m2.values[:, 52:]).mean() > 1.9 * np.abs(m1.values[:, 52:]).mean()
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    (dict(emotion={"joyful": 1.0}), "Unknown emotion"), (dict(emotion={"happy": 1.5}), "between 0 and 1"),
+    (dict(style="no-such-style"), "neither a preset"), (dict(head_motion=3.0), "between 0 and 2"),
+    (dict(sampler="euler"), "Unknown sampler")])
+def test_bad_settings_are_clear_errors(generator, clip, kwargs, msg):
+    with pytest.raises(LaliaError, match=msg):
+        generator.generate(clip[:16000], **kwargs)
+
+
+def test_bad_audio_is_a_clear_error(generator, tmp_path):
+    with pytest.raises(LaliaError, match="not found"):
+        generator.generate(tmp_path / "missing.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(LaliaError, match="empty"):
+        generator.generate(tmp_path / "empty.wav")
+    (tmp_path / "junk.wav").write_bytes(b"RIFF0000WAVEjunkjunk")
+    with pytest.raises(LaliaError):
+        generator.generate(tmp_path / "junk.wav")
+
+
+@pytest.mark.parametrize("fmt", ["npz", "csv", "json"])
+def test_cli_generate(tmp_path, fmt, sample_audio):
+    from model_core.audio import save_wav
+    wav = save_wav(tmp_path / "in.wav", sample_audio[: 3 * 16000])
+    out = tmp_path / f"out.{fmt}"
+    res = subprocess.run([sys.executable, "-m", "model_core", "generate", str(wav), "--out", str(out),
+                          "--emotion", "happy=0.7", "--emotion", "sad=0.2", "--steps", "2", "--seed", "1"],
+                         capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-1500:]
+    m = Motion.load(out)
+    assert m.num_frames == 75 and "jawOpen" in m.channels
+
+
+def test_cli_reports_user_errors_without_traceback(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "model_core", "generate", str(tmp_path / "x.wav"), "--out",
+                          str(tmp_path / "o.npz")], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert res.returncode == 2 and "error: Audio file not found" in res.stderr and "Traceback" not in res.stderr
