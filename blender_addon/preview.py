@@ -8,8 +8,12 @@ import bpy
 from mathutils import Vector
 
 
-def frame_face(scene, obj, size: int = 384, crop: float = 0.24):
-    """A camera looking at the front (-Y side) of `obj`'s head, orthographic, `crop` m wide."""
+FOCUS = {"face": 0.58, "mouth": 0.7}  # how far down the head's height the view is centred
+
+
+def frame_face(scene, obj, size: int = 384, crop: float = 0.24, focus: str = "face"):
+    """A camera looking at the front (-Y side) of `obj`'s head, orthographic, `crop` m wide,
+    centred on the face (about nose height) or on the mouth."""
     cam_data = bpy.data.cameras.get("Lalia Preview Camera") or bpy.data.cameras.new("Lalia Preview Camera")
     cam = bpy.data.objects.get("Lalia Preview Camera")
     if cam is None:
@@ -19,8 +23,8 @@ def frame_face(scene, obj, size: int = 384, crop: float = 0.24):
     cam_data.ortho_scale = crop
     corners = [obj.matrix_world @ Vector(c) for c in obj.bound_box]
     centre = sum(corners, Vector()) / 8
-    top = max(c.z for c in corners)
-    target = Vector((centre.x, min(c.y for c in corners), top - crop * 0.55))
+    top, bottom = max(c.z for c in corners), min(c.z for c in corners)
+    target = Vector((centre.x, min(c.y for c in corners), top - FOCUS[focus] * (top - bottom)))
     cam.location = target + Vector((0, -1.0, 0))
     cam.rotation_euler = (math.pi / 2, 0, 0)
     scene.camera = cam

@@ -123,7 +123,9 @@ def test_fbx_export_and_legacy_reimport(scene, speech_wav, tmp_path):
     bpy.ops.lalia.export_fbx(filepath=str(fbx), preset="UNITY")
     assert fbx.stat().st_size > 100_000
     bpy.ops.wm.read_homefile(use_empty=True)
-    bpy.ops.import_scene.fbx(filepath=str(fbx))  # the legacy (Python) importer
+    bpy.context.scene.render.fps = 30  # the project's frame rate, as a user re-importing would have
+    # the legacy (Python) importer; anim_offset=0 keeps frame numbers (its default shifts by 1)
+    bpy.ops.import_scene.fbx(filepath=str(fbx), anim_offset=0)
     meshes = [o for o in bpy.context.scene.objects if o.type == "MESH"]
     assert len(meshes) == 1 and meshes[0].data.shape_keys is not None
     kb = meshes[0].data.shape_keys.key_blocks
@@ -131,7 +133,7 @@ def test_fbx_export_and_legacy_reimport(scene, speech_wav, tmp_path):
     for f, vals in expect.items():
         bpy.context.scene.frame_set(f)
         for n, v in vals.items():
-            assert abs(kb[n].value - v) < 0.02, (n, f, kb[n].value, v)
+            assert abs(kb[n].value - v) < 2e-3, (n, f, kb[n].value, v)
     arms = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
     assert arms and "head" in arms[0].pose.bones and not any(b.name.endswith("_end") for b in arms[0].data.bones)
 
@@ -155,6 +157,7 @@ def test_render_bilabial_vs_vowel(scene, addon, speech_wav, tmp_path):
     from model_core.evaluate import VertexMetrics
     obj = _head(scene)
     scene.lalia.audio_path = str(speech_wav)
+    scene.lalia.head_motion = 0.0  # a still head: only the face changes between the two renders
     bpy.ops.lalia.generate()
     key = obj.data.shape_keys.key_blocks
     vm = VertexMetrics()
@@ -166,13 +169,17 @@ def test_render_bilabial_vs_vowel(scene, addon, speech_wav, tmp_path):
     gaps = np.array(gaps)
     closed, opened = int(np.argmin(gaps)) + 1, int(np.argmax(gaps)) + 1
     assert gaps.min() < 2.0 and gaps.max() > 8.0
-    addon.preview.frame_face(scene, obj, size=256, crop=0.16)
-    a, b = addon.preview.render_frames(scene, [closed, opened], tmp_path, "mouth")
+    from bl_ext.user_default.lalia import preview
+    preview.frame_face(scene, obj, size=256, crop=0.12, focus="mouth")
+    a, b = preview.render_frames(scene, [closed, opened], tmp_path, "mouth")
+    import shutil
+    for p in (a, b):  # kept for a person to look at
+        shutil.copy(p, ROOT / "out" / "test_renders" / p.name) if (ROOT / "out" / "test_renders").is_dir() else None
     ia = np.asarray(Image.open(a).convert("L"), np.float32)
     ib = np.asarray(Image.open(b).convert("L"), np.float32)
     h, w = ia.shape
-    mouth = (slice(int(h * 0.45), int(h * 0.85)), slice(int(w * 0.3), int(w * 0.7)))
-    rest = (slice(0, int(h * 0.3)), slice(0, w))
+    mouth = (slice(int(h * 0.3), int(h * 0.7)), slice(int(w * 0.3), int(w * 0.7)))
+    rest = (slice(0, int(h * 0.15)), slice(0, w))
     assert np.abs(ia[mouth] - ib[mouth]).mean() > 3 * np.abs(ia[rest] - ib[rest]).mean() + 1.0
 
 
