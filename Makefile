@@ -45,8 +45,8 @@ test: setup
 
 # the add-on tests in Blender 5.0 (separate environment)
 test-blender5: setup
-	test -x .venv-bpy5/bin/python || $(PY_SYS) -m venv --system-site-packages .venv-bpy5
-	.venv-bpy5/bin/pip install -q bpy==5.0.* numpy==1.26.4 -r <(grep -v '^bpy' requirements.txt)
+	test -x .venv-bpy5/bin/python || $(PY_SYS) -m venv .venv-bpy5
+	.venv-bpy5/bin/pip install -q -r <(grep -v '^bpy' requirements.txt) "bpy==5.0.*"
 	$(PY) build_addon.py --no-wheels --out build
 	PYTHONPATH=. .venv-bpy5/bin/python -m pytest -q tests/blender
 

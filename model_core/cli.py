@@ -31,6 +31,12 @@ def cmd_corpus_build(a):
     print(f"built in {m['build_seconds']} s with {m['workers']} workers")
 
 
+def cmd_corpus_import(a):
+    from .readers import import_dataset
+    m = import_dataset(a.format, a.src, a.out)
+    print(json.dumps(m["splits"], indent=1))
+
+
 def cmd_corpus_preview(a):
     from .corpus_preview import preview
     for p in preview(Path(a.corpus) if a.corpus else None, Path(a.out), split=a.split):
@@ -117,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=None)
     b.set_defaults(func=cmd_corpus_build)
+    im = c.add_parser("import", help="convert a real dataset into a corpus folder")
+    im.add_argument("format", choices=["tfhp", "flame-npz", "arkit-csv"])
+    im.add_argument("src")
+    im.add_argument("--out", required=True)
+    im.set_defaults(func=cmd_corpus_import)
     pv = c.add_parser("preview", help="render a contact sheet of corpus samples")
     pv.add_argument("corpus", nargs="?", default=None)
     pv.add_argument("--out", required=True)

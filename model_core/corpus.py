@@ -327,8 +327,10 @@ class Corpus:
             raise LaliaError(f"{self.root} is not a Lalia corpus (no manifest.json); build one "
                              "with `python -m model_core corpus build`")
         self.manifest = json.loads(mf.read_text())
-        self.styles = {s["id"]: np.array([s["style"][f] for f in STYLE_FIELDS], np.float32)
+        # imported real datasets have no style labels: zeros
+        self.styles = {s["id"]: np.array([s["style"].get(f, 0.0) for f in STYLE_FIELDS], np.float32)
                        for s in self.manifest["speakers"]}
+        self.channels = tuple(self.manifest.get("channels", ARKIT_HEAD_LAYOUT))
 
     def shards(self, split: str) -> list[Path]:
         return sorted((self.root / split).glob("shard_*.npz"))

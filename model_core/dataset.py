@@ -51,6 +51,7 @@ class SplitData:
     offsets: np.ndarray    # takes + 1
     speaker: np.ndarray    # per take
     style: np.ndarray      # per take style parameters
+    channels: tuple = ()   # motion channel names
 
 
 def load_split(corpus_root, split: str) -> SplitData:
@@ -74,7 +75,7 @@ def load_split(corpus_root, split: str) -> SplitData:
     if not mot:
         raise LaliaError(f"Corpus {corpus.root} has no '{split}' shards")
     return SplitData(np.concatenate(mot), np.concatenate(fea), np.concatenate(emo),
-                     np.array(offs), np.array(spk), np.array(sty))
+                     np.array(offs), np.array(spk), np.array(sty), corpus.channels)
 
 
 class WindowSampler:
@@ -129,7 +130,8 @@ class WindowSampler:
         ref[:rn] = norm(self.d.motion[rs:rs + rn])
         ref_valid = np.zeros(self.N, bool)
         ref_valid[:rn] = True
-        return dict(x0=x, audio=audio, emotion=emotion, valid=valid, prev=prev,
+        return dict(x0=x, audio=audio, emotion=emotion, emotion_known=bool(emotion[:n].sum() > 0),
+                    valid=valid, prev=prev,
                     has_prev=has_prev, ref=ref, ref_valid=ref_valid, speaker=speaker,
                     identity=self.identities.get(speaker, 0), style_params=self.d.style[take])
 

@@ -18,7 +18,7 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .diffusion import SAMPLERS, cosine_schedule, guided, spaced_timesteps
 from .errors import LaliaError
-from .motion import ARKIT_HEAD_LAYOUT, Motion
+from .motion import ARKIT_HEAD_LAYOUT, ARKIT_NAMES, Motion
 
 log = logging.getLogger(__name__)
 OVERLAP = 10  # frames shared (and cross-faded) by consecutive windows
@@ -249,11 +249,12 @@ class Generator:
         for name, k in (("head_motion", head_motion), ("expressiveness", expressiveness)):
             if not 0.0 <= k <= 2.0:
                 raise LaliaError(f"{name} must be between 0 and 2, got {k}")
-        n_face = sum(1 for c in self.channels if not c.startswith("head"))
+        head = np.array([c.startswith("head") for c in self.channels])
+        arkit = np.array([c in ARKIT_NAMES for c in self.channels])
         values = values.copy()
-        values[:, n_face:] *= head_motion
-        values[:, :n_face] *= expressiveness
-        values[:, :n_face] = np.clip(values[:, :n_face], 0.0, 1.0)
+        values[:, head] *= head_motion
+        values[:, ~head] *= expressiveness
+        values[:, arkit] = np.clip(values[:, arkit], 0.0, 1.0)  # blendshape weights; FLAME isn't clipped
         return values
 
 

@@ -102,14 +102,15 @@ class VertexBasis(nn.Module):
 class Objective(nn.Module):
     """One training step's losses (a module so DistributedDataParallel can wrap it)."""
 
-    def __init__(self, model: LaliaModel, cfg: TrainConfig, mean, std):
+    def __init__(self, model: LaliaModel, cfg: TrainConfig, mean, std, channels=ARKIT_HEAD_LAYOUT):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.schedule = cosine_schedule(model.cfg.num_train_steps)
         self.register_buffer("mean", torch.from_numpy(mean), persistent=False)
         self.register_buffer("std", torch.from_numpy(std), persistent=False)
-        self.vertices = VertexBasis()
-        self.head_idx = [ARKIT_HEAD_LAYOUT.index(n) for n in ("headPitch", "headYaw", "headRoll")]
+        # the vertex loss needs the bundled head's ARKit targets; other layouts (FLAME) skip it
+        self.vertices = VertexBasis() if tuple(channels[:52]) == ARKIT_NAMES else None
+        self.head_idx = [channels.index(n) for n in ("headPitch", "headYaw", "headRoll")]
 
     def forward(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, m = self.cfg, self.model
@@ -122,7 +123,7 @@ class Objective(nn.Module):
         r = torch.rand(B, 4, device=dev)
         audio_on = r[:, 0] >= cfg.p_drop_audio
         style_on = audio_on & (r[:, 1] >= cfg.p_drop_style)
-        emotion_on = audio_on & (r[:, 2] >= cfg.p_drop_emotion)
+        emotion_on = audio_on & (r[:, 2] >= cfg.p_drop_emotion) & b["emotion_known"]
         identity = torch.where(style_on & (r[:, 3] >= cfg.p_drop_identity), b["identity"],
                                torch.zeros_like(b["identity"]))
         style = m.style_encoder(b["ref"], b["ref_valid"])
@@ -133,10 +134,13 @@ class Objective(nn.Module):
         nvalid = vm.sum().clamp(min=1)
         mse = lambda a, c, mask: (((a - c) ** 2) * mask).sum() / (mask.sum() * a.shape[-1] / mask.shape[-1]).clamp(min=1)
         losses = {"x0": mse(pred, x0, vm)}
-        w_pred = pred[..., :52] * self.std[:52] + self.mean[:52]
-        w_true = x0[..., :52] * self.std[:52] + self.mean[:52]
-        dv = (self.vertices(w_pred) - self.vertices(w_true)).norm(dim=-1)  # mm
-        losses["vertex"] = ((dv ** 2).mean(-1, keepdim=True) * vm).sum() / nvalid / 10.0
+        if self.vertices is not None:
+            w_pred = pred[..., :52] * self.std[:52] + self.mean[:52]
+            w_true = x0[..., :52] * self.std[:52] + self.mean[:52]
+            dv = (self.vertices(w_pred) - self.vertices(w_true)).norm(dim=-1)  # mm
+            losses["vertex"] = ((dv ** 2).mean(-1, keepdim=True) * vm).sum() / nvalid / 10.0
+        else:
+            losses["vertex"] = pred.sum() * 0
         vel_m = (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1).float()
         vp, vt = pred[:, 1:] - pred[:, :-1], x0[:, 1:] - x0[:, :-1]
         losses["velocity"] = mse(vp, vt, vel_m)
@@ -204,7 +208,9 @@ def train(config_path, resume: bool = True) -> Path:
     train_data = load_split(cfg.corpus, "train")
     val_data = load_split(cfg.corpus, "val")
     mean, std = motion_stats(train_data.motion)
-    mcfg = ModelConfig(**{**cfg.model, "n_identities": len(np.unique(train_data.speaker))})
+    channels = train_data.channels or ARKIT_HEAD_LAYOUT
+    mcfg = ModelConfig(**{**cfg.model, "n_identities": len(np.unique(train_data.speaker)),
+                          "motion_dim": train_data.motion.shape[1]})
     identities = {int(s): i + 1 for i, s in enumerate(np.unique(train_data.speaker))}
     sampler = WindowSampler(train_data, mcfg.window, mcfg.prev, mean, std, identities, seed=cfg.seed + rank)
     val_sampler = WindowSampler(val_data, mcfg.window, mcfg.prev, mean, std, seed=1234)
@@ -212,7 +218,7 @@ def train(config_path, resume: bool = True) -> Path:
 
     # ---- model
     model = LaliaModel(mcfg).to(device)
-    objective = Objective(model, cfg, mean, std).to(device)
+    objective = Objective(model, cfg, mean, std, channels).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     history: list[dict] = []
@@ -233,7 +239,7 @@ def train(config_path, resume: bool = True) -> Path:
 
     def manifest(extra_state: dict | None = None) -> dict:
         return {
-            "channels": list(ARKIT_HEAD_LAYOUT), "fps": 25.0, "window": mcfg.window, "prev": mcfg.prev,
+            "channels": list(channels), "fps": 25.0, "window": mcfg.window, "prev": mcfg.prev,
             "norm_mean": mean.tolist(), "norm_std": std.tolist(), "emotions": list(EMOTIONS),
             "style_fields": list(STYLE_FIELDS),
             "sampler": {"name": "ddim", "steps": 8, "guidance": {"audio": 1.0, "emotion": 1.0, "style": 1.0}},
@@ -312,5 +318,6 @@ def _corpus_summary(root) -> dict:
     if not p.exists():
         return {}
     m = json.loads(p.read_text())
-    return {"seed": m["seed"], "hours": {s: st["hours"] for s, st in m["splits"].items()},
+    return {"seed": m.get("seed"), "source": m.get("source", "synthetic"),
+            "hours": {s: st["hours"] for s, st in m["splits"].items()},
             "speakers": len(m["speakers"]), "text_source": m.get("text_source")}

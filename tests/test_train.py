@@ -79,3 +79,24 @@ def test_bad_config(tmp_path):
         load_config(p)
     with pytest.raises(LaliaError, match="not found"):
         load_config(tmp_path / "none.toml")
+
+
+def test_train_on_imported_flame_data(tmp_path, sample_audio):
+    """A FLAME-parameter dataset (wav + npz pairs) imports into a corpus and trains."""
+    import numpy as np
+    import soundfile as sf
+    from model_core.dataset import cache_features
+    from model_core.readers import import_dataset
+    rng = np.random.default_rng(0)
+    src = tmp_path / "flame"
+    for spk in ("a", "b", "c", "d"):
+        (src / spk).mkdir(parents=True)
+        T = 150
+        np.savez(src / spk / "s.npz", exp=rng.normal(size=(T, 50)).astype(np.float32),
+                 pose=(rng.normal(size=(T, 6)) * 0.05).astype(np.float32))
+        sf.write(src / spk / "s.wav", sample_audio[: T * 640], 16000)
+    corpus = tmp_path / "corpus"
+    import_dataset("flame-npz", src, corpus, val_share=0.25, test_share=0.0)
+    cache_features(corpus)
+    m = json.loads(train(_config(tmp_path, corpus, 2, "flame")).with_suffix(".json").read_text())
+    assert m["channels"][0] == "Exp1" and len(m["norm_mean"]) == 56
