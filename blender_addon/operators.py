@@ -16,7 +16,8 @@ from bpy.props import EnumProperty, StringProperty
 
 from . import engine
 from .properties import emotion_dict
-from .rig import add_sound_strip, apply_motion, find_armature, find_arkit_shape_keys, guess_head_bone
+from .rig import (add_sound_strip, apply_motion, find_armature, find_arkit_shape_keys,
+                  guess_head_bone, remove_generation, sequencer_strips)
 
 
 def _error(op, e: Exception):
@@ -29,7 +30,7 @@ def _audio_path(context) -> str:
     from .model_core.errors import LaliaError
     if s.audio_source == "STRIP":
         se = context.scene.sequence_editor
-        strips = [] if se is None else list(getattr(se, "strips_all", None) or se.sequences_all)
+        strips = [] if se is None else list(sequencer_strips(se, all_strips=True))
         sounds = [st for st in strips if st.type == "SOUND"]
         if not sounds:
             raise LaliaError("The scene has no sound strip; pick an audio file instead")
@@ -147,8 +148,12 @@ class LALIA_OT_generate(bpy.types.Operator):
         name = f"Lalia {Path(audio).stem} {emo} s{s.seed}"
         made = apply_motion(context.scene, obj, motion, name=name, armature=arm, head_bone=bone,
                             placement=s.placement)
-        if s.add_sound:
-            add_sound_strip(context.scene, audio, made["frames"][0], Path(audio).name)
+        try:
+            if s.add_sound:
+                add_sound_strip(context.scene, audio, made["frames"][0], Path(audio).name)
+        except Exception:
+            remove_generation(made)  # all or nothing
+            raise
         s.status = f"{made['shape_action']}: frames {made['frames'][0]}-{made['frames'][1]}"
         self.report({"INFO"}, f"Generated {s.status}")
 

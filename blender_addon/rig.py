@@ -124,6 +124,8 @@ def apply_motion(scene, mesh_obj, motion: Motion, *, name: str, armature=None, h
     found = find_arkit_shape_keys(mesh_obj)
     if not found:
         raise LaliaError(f"'{mesh_obj.name}' has no ARKit shape keys (e.g. jawOpen, eyeBlinkLeft)")
+    if armature is not None and head_bone and head_bone not in armature.pose.bones:
+        raise LaliaError(f"Armature '{armature.name}' has no bone '{head_bone}'")  # before any change
     fps = scene.render.fps / scene.render.fps_base
     m = motion.resample(fps)
     frame_start = scene.frame_start if frame_start is None else frame_start
@@ -144,8 +146,6 @@ def apply_motion(scene, mesh_obj, motion: Motion, *, name: str, armature=None, h
     made["shape_action"] = action.name
 
     if armature is not None and head_bone and all(c in m.channels for c in ("headPitch", "headYaw", "headRoll")):
-        if head_bone not in armature.pose.bones:
-            raise LaliaError(f"Armature '{armature.name}' has no bone '{head_bone}'")
         pb = armature.pose.bones[head_bone]
         rot = head_rotations_local(np.stack([m.channel("headPitch"), m.channel("headYaw"),
                                              m.channel("headRoll")], 1), pb.bone)
@@ -164,10 +164,35 @@ def apply_motion(scene, mesh_obj, motion: Motion, *, name: str, armature=None, h
     return made
 
 
+def sequencer_strips(se, all_strips: bool = False):
+    """The sequencer's strips: `strips` in Blender 4.4+/5.x, `sequences` before."""
+    if all_strips:
+        return se.strips_all if hasattr(se, "strips_all") else se.sequences_all
+    return se.strips if hasattr(se, "strips") else se.sequences
+
+
+def remove_generation(made: dict) -> None:
+    """Undo what apply_motion made (used when a later step fails): tracks and actions."""
+    for key in ("shape_action", "bone_action"):
+        act = bpy.data.actions.get(made.get(key) or "")
+        if act is None:
+            continue
+        for id_data in list(bpy.data.shape_keys) + list(bpy.data.objects):
+            ad = getattr(id_data, "animation_data", None)
+            if ad is None:
+                continue
+            for tr in list(ad.nla_tracks):
+                if any(st.action == act for st in tr.strips):
+                    ad.nla_tracks.remove(tr)
+            if ad.action == act:
+                ad.action = None
+        bpy.data.actions.remove(act)
+
+
 def add_sound_strip(scene, audio_path: str, frame_start: int, name: str):
     """The audio as a sound strip starting at frame_start, so playback is in sync."""
     se = scene.sequence_editor or scene.sequence_editor_create()
-    strips = getattr(se, "strips", None) or se.sequences
+    strips = sequencer_strips(se)
     for s in strips:  # regenerating from the same audio: the strip is already there
         if s.type == "SOUND" and bpy.path.abspath(s.sound.filepath) == audio_path and int(s.frame_start) == frame_start:
             return s
