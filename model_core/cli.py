@@ -111,6 +111,15 @@ def cmd_ship(a):
     print(ship(a.checkpoint, a.corpus))
 
 
+def cmd_bench(a):
+    from .bench import print_table, run
+    report = run(a.seconds, a.long)
+    if a.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_table(report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model_core", description="Lalia core")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -170,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("checkpoint")
     sh.add_argument("--corpus", required=True)
     sh.set_defaults(func=cmd_ship)
+
+    bn = sub.add_parser("bench", help="speed benchmark against a DiffPoseTalk-configured sampler")
+    bn.add_argument("--seconds", type=float, default=60.0)
+    bn.add_argument("--long", action="store_true", help="also 10 minutes of audio")
+    bn.add_argument("--json", action="store_true")
+    bn.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="train a model from a TOML config")
     t.add_argument("config")

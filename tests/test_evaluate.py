@@ -49,3 +49,10 @@ def test_beat_alignment_range():
     audio = rng.normal(0, 0.1, 250 * 640).astype(np.float32)
     ba = beat_alignment(head, audio)
     assert 0.0 <= ba <= 1.0
+
+
+def test_bench_counts_diffposetalk_passes():
+    from model_core.bench import diffposetalk_sampler_seconds
+    d = diffposetalk_sampler_seconds(250, sample_passes=1)
+    assert d["windows"] == 3 and d["passes"] == 1500 and d["seconds_per_pass"] > 0
+    assert 30 < d["params_M"] < 60  # the published size (~34M) plus our conditioning inputs
