@@ -47,45 +47,42 @@ def _eps_from_x0(x_t, x0, ab):
     return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
 
+def _sample(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, timesteps: Sequence[int], step) -> torch.Tensor:
+    """The loop every sampler shares: predict x0 at each timestep, then `step(x, x0, ab, ab_next)`
+    moves x to the next timestep. Returns the last x0 prediction."""
+    ab_all = schedule.alphas_cumprod.to(x.device)
+    for i, t in enumerate(timesteps):
+        x0 = denoise(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
+        if i + 1 == len(timesteps):
+            return x0
+        x = step(x, x0, ab_all[t], ab_all[timesteps[i + 1]])
+    return x
+
+
 def sample_ddim(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, timesteps: Sequence[int],
                 generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
     """DDIM (Song et al. 2021) over the given timesteps; eta=0 is deterministic.
 
     x: pure noise at timesteps[0]. Returns the final x0 prediction.
     """
-    ab_all = schedule.alphas_cumprod.to(x.device)
-    x0 = x
-    for i, t in enumerate(timesteps):
-        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        x0 = denoise(x, tt)
-        if i + 1 == len(timesteps):
-            break
-        ab, ab_prev = ab_all[t], ab_all[timesteps[i + 1]]
+    def step(x, x0, ab, ab_prev):
         eps = _eps_from_x0(x, x0, ab)
         sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp(min=0).sqrt()
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if eta > 0 else 0
-        x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma ** 2).clamp(min=0).sqrt() * eps + sigma * noise
-    return x0
+        return ab_prev.sqrt() * x0 + (1 - ab_prev - sigma ** 2).clamp(min=0).sqrt() * eps + sigma * noise
+    return _sample(denoise, x, schedule, timesteps, step)
 
 
 def sample_ddpm(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, timesteps: Sequence[int],
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020) with the posterior q(x_{t'} | x_t, x0) between
     consecutive given timesteps (all N steps reproduce DiffPoseTalk's sampler)."""
-    ab_all = schedule.alphas_cumprod.to(x.device)
-    x0 = x
-    for i, t in enumerate(timesteps):
-        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        x0 = denoise(x, tt)
-        if i + 1 == len(timesteps):
-            break
-        ab, ab_prev = ab_all[t], ab_all[timesteps[i + 1]]
+    def step(x, x0, ab, ab_prev):
         alpha = ab / ab_prev  # the effective one-step alpha between the two timesteps
         mean = (ab_prev.sqrt() * (1 - alpha) / (1 - ab)) * x0 + (alpha.sqrt() * (1 - ab_prev) / (1 - ab)) * x
         var = (1 - ab_prev) / (1 - ab) * (1 - alpha)
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = mean + var.clamp(min=0).sqrt() * noise
-    return x0
+        return mean + var.clamp(min=0).sqrt() * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return _sample(denoise, x, schedule, timesteps, step)
 
 
 SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm}

@@ -115,12 +115,16 @@ def read_tfhp(root) -> Iterator[Sequence]:
     env.close()
 
 
-def read_flame_npz_folder(root) -> Iterator[Sequence]:
-    root = Path(root)
-    pairs = sorted(p for p in root.rglob("*.npz") if p.with_suffix(".wav").exists())
+def _pairs(root, suffix: str) -> list[Path]:
+    """Files NAME{suffix} under root that have a NAME.wav beside them."""
+    pairs = sorted(p for p in Path(root).rglob(f"*{suffix}") if p.with_suffix(".wav").exists())
     if not pairs:
-        raise LaliaError(f"{root}: no (NAME.npz, NAME.wav) pairs found")
-    for npz in pairs:
+        raise LaliaError(f"{root}: no (NAME{suffix}, NAME.wav) pairs found")
+    return pairs
+
+
+def read_flame_npz_folder(root) -> Iterator[Sequence]:
+    for npz in _pairs(root, ".npz"):
         with np.load(npz, allow_pickle=False) as d:
             if "pose" in d:
                 gp, jp = d["pose"][:, :3], d["pose"][:, 3:6]
@@ -136,11 +140,7 @@ def read_flame_npz_folder(root) -> Iterator[Sequence]:
 
 
 def read_arkit_csv_folder(root) -> Iterator[Sequence]:
-    root = Path(root)
-    pairs = sorted(p for p in root.rglob("*.csv") if p.with_suffix(".wav").exists())
-    if not pairs:
-        raise LaliaError(f"{root}: no (NAME.csv, NAME.wav) pairs found")
-    for csv in pairs:
+    for csv in _pairs(root, ".csv"):
         motion = read_live_link_csv(csv).select(ARKIT_HEAD_LAYOUT).resample(FPS)
         yield Sequence(csv.stem, csv.parent.name, load_audio(csv.with_suffix(".wav")), motion)
 
