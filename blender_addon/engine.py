@@ -4,16 +4,16 @@ from __future__ import annotations
 import threading
 
 _lock = threading.Lock()
-_generator = None
+_generators: dict = {}
 
 
-def generator():
-    global _generator
+def generator(checkpoint: str | None = None):
+    """The model (the bundled default, or a checkpoint file), loaded once per file."""
     with _lock:
-        if _generator is None:
+        if checkpoint not in _generators:
             from .model_core.generator import load_generator
-            _generator = load_generator()
-        return _generator
+            _generators[checkpoint] = load_generator(checkpoint)
+        return _generators[checkpoint]
 
 
 def preset_descriptions() -> dict:

@@ -1,4 +1,5 @@
-"""Operators: lalia.add_demo_head, lalia.generate, lalia.export_fbx, lalia.export_csv.
+"""Operators: lalia.add_demo_head, lalia.import_flame_head, lalia.generate, lalia.export_fbx,
+lalia.export_csv.
 
 Generate runs synchronously in background mode (`blender -b`, scripts, tests). In the UI it runs
 the model in a worker thread, shows progress, and writes keyframes on the main thread when the
@@ -15,6 +16,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from . import engine
+from .flame_rig import cached_retarget, is_flame_rig
 from .properties import emotion_dict
 from .rig import (add_sound_strip, apply_motion, find_armature, find_arkit_shape_keys,
                   guess_head_bone, remove_generation, sequencer_strips)
@@ -44,28 +46,57 @@ def _audio_path(context) -> str:
     return path
 
 
+def _drivable(obj) -> bool:
+    return bool(find_arkit_shape_keys(obj)) or is_flame_rig(obj)
+
+
+def s_checkpoint(context) -> str | None:
+    """The model file chosen in the panel, or None for the bundled default."""
+    path = context.scene.lalia.checkpoint
+    return bpy.path.abspath(path) if path else None
+
+
 def _target(context):
+    """The face mesh to animate: the active object, or the mesh under a selected armature.
+    It needs ARKit-named shape keys or FLAME Exp keys."""
     from .model_core.errors import LaliaError
     obj = context.active_object
     if obj is None:
-        raise LaliaError("Select the face mesh (an object with ARKit shape keys) first")
+        raise LaliaError("Select the face mesh (ARKit shape keys or a FLAME head) first")
     if obj.type == "ARMATURE":  # the rig is selected: use the mesh it deforms
-        meshes = [o for o in obj.children if o.type == "MESH" and find_arkit_shape_keys(o)]
+        meshes = [o for o in obj.children if o.type == "MESH" and _drivable(o)]
         if not meshes:
-            raise LaliaError(f"Armature '{obj.name}' deforms no mesh with ARKit shape keys")
+            raise LaliaError(f"Armature '{obj.name}' deforms no mesh with ARKit or FLAME shape keys")
         obj = meshes[0]
     if obj.type != "MESH" or obj.data.shape_keys is None:
-        raise LaliaError(f"'{obj.name}' has no shape keys; select a face mesh with ARKit shape keys")
-    if not find_arkit_shape_keys(obj):
-        raise LaliaError(f"'{obj.name}' has shape keys but none with ARKit names (jawOpen, eyeBlinkLeft, ...)")
+        raise LaliaError(f"'{obj.name}' has no shape keys; select a face mesh with ARKit shape keys "
+                         "or a FLAME head")
+    if not _drivable(obj):
+        raise LaliaError(f"'{obj.name}' has shape keys but none with ARKit names (jawOpen, eyeBlinkLeft, ...) "
+                         "and no FLAME Exp keys")
     return obj
+
+
+def motion_for_rig(motion, obj, armature):
+    """Fit the generated motion to the rig: ARKit motion on a FLAME head goes through the
+    rig's ARKit -> FLAME retarget (computed once, kept on the mesh)."""
+    from .model_core.errors import LaliaError
+    from .model_core.flame import arkit_to_flame
+    flame_motion = any(c.startswith("Exp") for c in motion.channels)
+    if is_flame_rig(obj) and not find_arkit_shape_keys(obj) and not flame_motion:
+        return arkit_to_flame(motion, cached_retarget(obj, armature))
+    if flame_motion and not is_flame_rig(obj):
+        raise LaliaError("This model makes FLAME motion (Exp1..); select a FLAME head, or use an ARKit model")
+    return motion
 
 
 def _style(context):
     s = context.scene.lalia
     from .model_core.errors import LaliaError
+    if s.style_preset == "AUTO":
+        return "auto"
     if s.style_preset == "NONE":
-        return None
+        return "average"
     if s.style_preset != "REFERENCE":
         return s.style_preset
     if s.style_action:
@@ -121,6 +152,39 @@ class LALIA_OT_add_demo_head(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class LALIA_OT_import_flame_head(bpy.types.Operator):
+    """Build a FLAME head (shape keys and armature) from your FLAME model file (generic_model.pkl,
+    FLAME 2023, or .npz). The file is read without running anything in it"""
+    bl_idname = "lalia.import_flame_head"
+    bl_label = "Import FLAME head"
+    bl_options = {"REGISTER", "UNDO"}
+    filepath: StringProperty(subtype="FILE_PATH")
+    filter_glob: StringProperty(default="*.pkl;*.npz", options={"HIDDEN"})
+    shape_keys: bpy.props.IntProperty(name="Identity shape keys", default=100, min=0, max=300)
+    pose_correctives: bpy.props.BoolProperty(name="Pose correctives", default=True)
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        from .flame_rig import build_flame_head
+        from .model_core.errors import LaliaError
+        from .model_core.flame import load_flame
+        try:
+            if not self.filepath:
+                raise LaliaError("Choose your FLAME model file (generic_model.pkl, FLAME 2023 or .npz)")
+            model = load_flame(bpy.path.abspath(self.filepath))  # validated before anything is built
+        except LaliaError as e:
+            return _error(self, e)
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        obj, arm = build_flame_head(context, model, self.shape_keys, self.pose_correctives)
+        context.scene.lalia.head_bone = "neck"
+        self.report({"INFO"}, f"Added '{obj.name}': {model.n_exp} Exp shape keys, rig '{arm.name}'")
+        return {"FINISHED"}
+
+
 class LALIA_OT_generate(bpy.types.Operator):
     """Generate lip sync, expression, blinks and head motion from audio as new keyframes"""
     bl_idname = "lalia.generate"
@@ -138,7 +202,12 @@ class LALIA_OT_generate(bpy.types.Operator):
         audio = _audio_path(context)
         kwargs = dict(emotion=emotion_dict(s) or None, emotion_from_voice=s.auto_emotion,
                       style=_style(context), steps=s.steps or None, seed=s.seed,
-                      head_motion=s.head_motion, expressiveness=s.expressiveness)
+                      head_motion=s.head_motion, expressiveness=s.expressiveness,
+                      brow_activity=s.brow_activity, blink_rate=s.blink_rate)
+        if s.emotion_reference:
+            kwargs["emotion_reference"] = bpy.path.abspath(s.emotion_reference)
+        if is_flame_rig(obj) and not find_arkit_shape_keys(obj):
+            cached_retarget(obj, arm)  # fails early (on the main thread) if the rig can't be read
         return obj, arm, bone, audio, kwargs
 
     def _finish(self, context, motion, obj, arm, bone, audio, kwargs):
@@ -146,8 +215,8 @@ class LALIA_OT_generate(bpy.types.Operator):
         emo = "+".join(f"{k}{v:.1f}" for k, v in (kwargs["emotion"] or {}).items()) or \
             ("auto" if kwargs["emotion_from_voice"] else "neutral")
         name = f"Lalia {Path(audio).stem} {emo} s{s.seed}"
-        made = apply_motion(context.scene, obj, motion, name=name, armature=arm, head_bone=bone,
-                            placement=s.placement)
+        made = apply_motion(context.scene, obj, motion_for_rig(motion, obj, arm), name=name, armature=arm,
+                            head_bone=bone, placement=s.placement)
         try:
             if s.add_sound:
                 add_sound_strip(context.scene, audio, made["frames"][0], Path(audio).name)
@@ -161,7 +230,7 @@ class LALIA_OT_generate(bpy.types.Operator):
         from .model_core.errors import LaliaError
         try:
             obj, arm, bone, audio, kwargs = self._gather(context)
-            motion = engine.generator().generate(audio, **kwargs)
+            motion = engine.generator(s_checkpoint(context)).generate(audio, **kwargs)
             self._finish(context, motion, obj, arm, bone, audio, kwargs)
         except LaliaError as e:
             return _error(self, e)
@@ -181,9 +250,11 @@ class LALIA_OT_generate(bpy.types.Operator):
         self._result = {}
         _, _, _, audio, kwargs = self._args
 
+        checkpoint = s_checkpoint(context)
+
         def work():
             try:
-                gen = engine.generator()
+                gen = engine.generator(checkpoint)
                 self._result["motion"] = gen.generate(
                     audio, progress=lambda f: self._result.__setitem__("progress", f),
                     cancel=self._cancel.is_set, **kwargs)
@@ -298,10 +369,13 @@ class LALIA_OT_export_csv(bpy.types.Operator):
             obj = _target(context)
             if not self.filepath:
                 raise LaliaError("Choose a file to export to")
+            found = find_arkit_shape_keys(obj)
+            if not found:
+                raise LaliaError(f"'{obj.name}' has no ARKit shape keys: Live Link CSV holds ARKit curves "
+                                 "(export FBX for FLAME heads)")
         except LaliaError as e:
             return _error(self, e)
         scene = context.scene
-        found = find_arkit_shape_keys(obj)
         arm = find_armature(obj)
         bone = scene.lalia.head_bone or guess_head_bone(arm)
         frames = range(scene.frame_start, scene.frame_end + 1)
@@ -327,7 +401,8 @@ class LALIA_OT_export_csv(bpy.types.Operator):
         return {"FINISHED"}
 
 
-_classes = (LALIA_OT_add_demo_head, LALIA_OT_generate, LALIA_OT_export_fbx, LALIA_OT_export_csv)
+_classes = (LALIA_OT_add_demo_head, LALIA_OT_import_flame_head, LALIA_OT_generate, LALIA_OT_export_fbx,
+            LALIA_OT_export_csv)
 
 
 def register():

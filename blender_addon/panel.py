@@ -2,6 +2,7 @@
 import bpy
 
 from .properties import EMOTIONS
+from .flame_rig import exp_keys
 from .rig import find_arkit_shape_keys, find_armature, guess_head_bone
 
 
@@ -16,7 +17,9 @@ class LALIA_PT_main(bpy.types.Panel):
         from .model_core.motion import ARKIT_NAMES
         s = context.scene.lalia
         col = self.layout.column()
-        col.operator("lalia.add_demo_head", icon="MONKEY")
+        row = col.row()
+        row.operator("lalia.add_demo_head", icon="MONKEY")
+        row.operator("lalia.import_flame_head", icon="IMPORT")
 
         box = col.box()
         box.label(text="Target", icon="SHAPEKEY_DATA")
@@ -26,9 +29,13 @@ class LALIA_PT_main(bpy.types.Panel):
         else:
             mesh = obj
             if obj.type == "ARMATURE":
-                mesh = next((c for c in obj.children if find_arkit_shape_keys(c)), obj)
+                mesh = next((c for c in obj.children if find_arkit_shape_keys(c) or exp_keys(c)), obj)
             found = find_arkit_shape_keys(mesh)
-            box.label(text=f"{mesh.name}: {len(found)}/52 ARKit shape keys")
+            flame = exp_keys(mesh)
+            if flame and not found:
+                box.label(text=f"{mesh.name}: FLAME head, {len(flame)} Exp shape keys")
+            else:
+                box.label(text=f"{mesh.name}: {len(found)}/52 ARKit shape keys")
             missing = [n for n in ARKIT_NAMES if n not in found]
             if found and missing:
                 box.label(text="Missing: " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
@@ -49,6 +56,7 @@ class LALIA_PT_main(bpy.types.Panel):
         for e in EMOTIONS:
             box.prop(s, e, slider=True)
         box.prop(s, "auto_emotion")
+        box.prop(s, "emotion_reference", text="From reference")
 
         box = col.box()
         box.label(text="Style", icon="ARMATURE_DATA")
@@ -56,10 +64,11 @@ class LALIA_PT_main(bpy.types.Panel):
         if s.style_preset == "REFERENCE":
             box.prop(s, "style_reference")
             box.prop_search(s, "style_action", bpy.data, "actions")
-        box.prop(s, "head_motion", slider=True)
-        box.prop(s, "expressiveness", slider=True)
+        for name in ("head_motion", "expressiveness", "brow_activity", "blink_rate"):
+            box.prop(s, name, slider=True)
 
         box = col.box()
+        box.prop(s, "checkpoint")
         box.prop(s, "seed")
         box.prop(s, "steps")
         box.prop(s, "placement")

@@ -4,7 +4,8 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, P
                        StringProperty)
 
 EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt")
-STYLE_PRESETS = [("NONE", "Average", "The model's average speaking style")]
+STYLE_PRESETS = [("AUTO", "Match voice", "The talking identity from the library that best matches the voice"),
+                 ("NONE", "Average", "The model's average speaking style")]
 
 
 def _style_items(self, context):
@@ -28,8 +29,19 @@ class LaliaSettings(bpy.types.PropertyGroup):
                                     description="Motion npz or Live Link Face CSV to copy the style from")
     style_action: StringProperty(name="Reference action",
                                  description="An existing shape-key action on an ARKit rig to copy the style from")
-    head_motion: FloatProperty(name="Head motion", default=1.0, min=0.0, max=2.0)
-    expressiveness: FloatProperty(name="Expressiveness", default=1.0, min=0.0, max=2.0)
+    emotion_reference: StringProperty(name="Emotion reference", subtype="FILE_PATH",
+                                      description="Motion npz or Live Link CSV whose emotion is copied "
+                                                  "(overrides the sliders)")
+    head_motion: FloatProperty(name="Head motion", default=1.0, min=0.0, max=2.0,
+                               description="Moves the style toward less (0) or more (2) head motion; 1 = as the style is")
+    expressiveness: FloatProperty(name="Expressiveness", default=1.0, min=0.0, max=2.0,
+                                  description="Smaller (0) or bigger (2) mouth movements; 1 = as the style is")
+    brow_activity: FloatProperty(name="Brow activity", default=1.0, min=0.0, max=2.0,
+                                 description="Fewer (0) or more (2) brow raises on emphasis; 1 = as the style is")
+    blink_rate: FloatProperty(name="Blink rate", default=1.0, min=0.0, max=2.0,
+                              description="Fewer (0) or more (2) blinks; 1 = as the style is")
+    checkpoint: StringProperty(name="Model", subtype="FILE_PATH",
+                               description="A Lalia checkpoint (.safetensors); empty = the bundled default")
     seed: IntProperty(name="Variation seed", default=0, min=0)
     steps: IntProperty(name="Quality (steps)", default=0, min=0, max=500,
                        description="Sampler steps; 0 = the model's default")

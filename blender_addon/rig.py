@@ -1,4 +1,4 @@
-"""Motion -> keyframes on a rig: ARKit shape keys and a head bone. The add-on's real work.
+"""Motion -> keyframes on a rig: shape keys (ARKit or FLAME) and bones. The add-on's real work.
 
 Covers Blender 4.2-4.3 (actions with fcurves) and 4.4+/5.x (layered actions: slots and
 channelbags). Nothing here overwrites what the user made: every generation is a new action,
@@ -12,7 +12,10 @@ import bpy
 import numpy as np
 
 from .model_core.errors import LaliaError
-from .model_core.motion import ARKIT_NAMES, Motion, canonical_arkit_name
+from .flame_rig import flame_axis_angle_to_armature
+from .model_core.flame import FLAME_TO_BLENDER
+from .model_core.motion import (ARKIT_NAMES, EYE_ROTATION_NAMES, HEAD_ROTATION_NAMES, JAW_ROTATION_NAMES,
+                                Motion, canonical_arkit_name, head_rotation_matrices)
 
 HEAD_BONE_GUESSES = ("head", "Head", "DEF-head", "mixamorig:Head", "ORG-head", "head.x", "Head_M",
                      "neck", "Neck")
@@ -102,63 +105,111 @@ def _place(id_data, action, slot, placement: str, track_name: str, frame_start: 
         strip.action_slot = slot
 
 
-def head_rotations_local(pitch_yaw_roll: np.ndarray, bone) -> np.ndarray:
-    """Armature-space head rotation (pitch about X, yaw about Z, roll about Y; radians) ->
-    the bone's local rotation as quaternions (T x 4, w first)."""
+def local_quaternions(R_armature: np.ndarray, bone) -> np.ndarray:
+    """Armature-space rotations about a bone's head (T x 3 x 3) -> the bone's local rotation
+    as quaternions (T x 4, w first): B^-1 R B with B the bone's rest orientation."""
     from mathutils import Matrix
-    B = bone.matrix_local.to_3x3()
-    Binv = B.inverted()
-    out = np.empty((len(pitch_yaw_roll), 4), np.float32)
-    for i, (p, y, r) in enumerate(pitch_yaw_roll):
-        R = Matrix.Rotation(y, 3, "Z") @ Matrix.Rotation(p, 3, "X") @ Matrix.Rotation(r, 3, "Y")
-        out[i] = tuple((Binv @ R @ B).to_quaternion())
+    B = np.array(bone.matrix_local.to_3x3())
+    local = np.einsum("ij,tjk,kl->til", B.T, R_armature, B)
+    return np.array([tuple(Matrix(m.tolist()).to_quaternion()) for m in local], np.float32)
+
+
+def head_rotations_local(pitch_yaw_roll: np.ndarray, bone) -> np.ndarray:
+    """headPitch/Yaw/Roll (radians, armature axes) -> the bone's local quaternions (T x 4)."""
+    return local_quaternions(head_rotation_matrices(pitch_yaw_roll), bone)
+
+
+def _bone_rotations(m: Motion, armature, head_bone: str) -> dict[str, np.ndarray]:
+    """Armature-space rotations (T x 3 x 3) per bone from the motion's rotation channels:
+    head rotation -> the head bone; FLAME jaw axis-angle -> 'jaw'; eye rotations -> the eyes."""
+    out = {}
+    bones = armature.pose.bones
+    if head_bone and all(c in m.channels for c in HEAD_ROTATION_NAMES):
+        out[head_bone] = head_rotation_matrices(m.select(HEAD_ROTATION_NAMES).values)
+    if "jaw" in bones and all(c in m.channels for c in JAW_ROTATION_NAMES):
+        out["jaw"] = flame_axis_angle_to_armature(m.select(JAW_ROTATION_NAMES).values)
+    if all(c in m.channels for c in EYE_ROTATION_NAMES):
+        eyes = m.select(EYE_ROTATION_NAMES).values
+        for i, bone in enumerate(("left_eye", "right_eye")):
+            if bone in bones:
+                pyr = np.stack([eyes[:, 2 * i], eyes[:, 2 * i + 1], np.zeros(len(eyes))], 1)
+                out[bone] = head_rotation_matrices(pyr)
     return out
+
+
+def _pose_correctives(rotations: dict, key_names: set, T: int) -> list[tuple[str, np.ndarray]]:
+    """FLAME's pose-corrective weights: (R - I) of the neck, jaw and eye joints' rotations, in
+    FLAME's axes, flattened (4 x 9 = 36 values) -> Pose1..Pose36. Joints not animated are at rest."""
+    if "Pose1" not in key_names:
+        return []
+    M = FLAME_TO_BLENDER
+    rest = np.broadcast_to(np.eye(3), (T, 3, 3))
+    feats = [(np.einsum("ji,tjk,kl->til", M, rotations.get(j, rest), M) - np.eye(3)).reshape(T, 9)
+             for j in ("neck", "jaw", "left_eye", "right_eye")]
+    f = np.concatenate(feats, 1)
+    return [(f"Pose{i + 1}", f[:, i]) for i in range(36) if f"Pose{i + 1}" in key_names]
+
+
+def shape_key_channels(mesh_obj, m: Motion) -> list[tuple[str, str]]:
+    """(shape key name, motion channel) pairs: ARKit channels by any spelling of the key, FLAME
+    Exp channels by exact name."""
+    found = find_arkit_shape_keys(mesh_obj)
+    pairs = [(found[a], a) for a in ARKIT_NAMES if a in found and a in m.channels]
+    if mesh_obj.data.shape_keys is not None:
+        names = set(mesh_obj.data.shape_keys.key_blocks.keys())
+        pairs += [(c, c) for c in m.channels if c.startswith("Exp") and c in names]
+    return pairs
 
 
 def apply_motion(scene, mesh_obj, motion: Motion, *, name: str, armature=None, head_bone: str = "",
                  placement: str = "NLA", frame_start: int | None = None) -> dict:
-    """Key `motion` onto the mesh's ARKit shape keys and the head bone. Returns what was made.
+    """Key `motion` onto the mesh's shape keys (ARKit or FLAME Exp, plus FLAME pose correctives)
+    and the armature's bones (head, and for FLAME rigs jaw and eyes). Returns what was made.
 
     The motion is resampled to the scene's frame rate first.
     """
-    found = find_arkit_shape_keys(mesh_obj)
-    if not found:
-        raise LaliaError(f"'{mesh_obj.name}' has no ARKit shape keys (e.g. jawOpen, eyeBlinkLeft)")
     if armature is not None and head_bone and head_bone not in armature.pose.bones:
         raise LaliaError(f"Armature '{armature.name}' has no bone '{head_bone}'")  # before any change
     fps = scene.render.fps / scene.render.fps_base
     m = motion.resample(fps)
+    channels = shape_key_channels(mesh_obj, m)
+    if not channels:
+        raise LaliaError(f"'{mesh_obj.name}' has no shape keys this motion can drive "
+                         "(ARKit names such as jawOpen, or FLAME Exp1..)")
     frame_start = scene.frame_start if frame_start is None else frame_start
     frames = frame_start + np.arange(m.num_frames, dtype=np.float32)
     made = {"shape_action": None, "bone_action": None, "frames": (frame_start, frame_start + m.num_frames - 1)}
+    rotations = _bone_rotations(m, armature, head_bone) if armature is not None else {}
 
     key = mesh_obj.data.shape_keys
+    values = [(k, m.channel(c)) for k, c in channels]
+    values += _pose_correctives(rotations, set(key.key_blocks.keys()), m.num_frames)
+    for k, v in values:  # values outside a key's slider range would be clamped: widen it
+        kb = key.key_blocks[k]
+        kb.slider_min = max(-10.0, min(kb.slider_min, float(v.min()), 0.0))
+        kb.slider_max = min(10.0, max(kb.slider_max, float(v.max()), 1.0))
+    curves = [(f'key_blocks["{k}"].value', 0, v) for k, v in values]
     action = bpy.data.actions.new(f"{name} [face]")
-    action.use_fake_user = False
     slot, fcurves = _fcurve_container(action, key)
-    curves = [(f'key_blocks["{found[a]}"].value', 0, m.channel(a)) for a in ARKIT_NAMES
-              if a in found and a in m.channels]
-    for a in found:  # values outside a key's slider range would be clamped: widen the range
-        kb = key.key_blocks[found[a]]
-        kb.slider_min, kb.slider_max = min(kb.slider_min, 0.0), max(kb.slider_max, 1.0)
     _write_curves(fcurves, curves, frames)
     _place(key, action, slot, placement, f"Lalia: {name}", frame_start)
     made["shape_action"] = action.name
 
-    if armature is not None and head_bone and all(c in m.channels for c in ("headPitch", "headYaw", "headRoll")):
-        pb = armature.pose.bones[head_bone]
-        rot = head_rotations_local(np.stack([m.channel("headPitch"), m.channel("headYaw"),
-                                             m.channel("headRoll")], 1), pb.bone)
+    if rotations:
         bact = bpy.data.actions.new(f"{name} [head]")
         bslot, bcurves = _fcurve_container(bact, armature)
-        base = f'pose.bones["{head_bone}"]'
-        if pb.rotation_mode == "QUATERNION":
-            curves = [(base + ".rotation_quaternion", i, rot[:, i]) for i in range(4)]
-        else:
-            from mathutils import Quaternion
-            eul = np.array([tuple(Quaternion(q).to_euler(pb.rotation_mode)) for q in rot], np.float32)
-            curves = [(base + ".rotation_euler", i, eul[:, i]) for i in range(3)]
-        _write_curves(bcurves, curves, frames)
+        bcurves_list = []
+        for bone_name, R in rotations.items():
+            pb = armature.pose.bones[bone_name]
+            rot = local_quaternions(R, pb.bone)
+            base = f'pose.bones["{bone_name}"]'
+            if pb.rotation_mode == "QUATERNION":
+                bcurves_list += [(base + ".rotation_quaternion", i, rot[:, i]) for i in range(4)]
+            else:
+                from mathutils import Quaternion
+                eul = np.array([tuple(Quaternion(q).to_euler(pb.rotation_mode)) for q in rot], np.float32)
+                bcurves_list += [(base + ".rotation_euler", i, eul[:, i]) for i in range(3)]
+        _write_curves(bcurves, bcurves_list, frames)
         _place(armature, bact, bslot, placement, f"Lalia: {name}", frame_start)
         made["bone_action"] = bact.name
     return made

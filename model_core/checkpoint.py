@@ -18,7 +18,7 @@ from .networks import LaliaModel, ModelConfig
 
 log = logging.getLogger(__name__)
 FORMAT = "lalia-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: AD-VAE emotion codes, content prior, identity library
 DEFAULT_CHECKPOINT = Path(__file__).parent / "assets" / "default_model.safetensors"
 REQUIRED_KEYS = ("format", "format_version", "channels", "fps", "model", "norm_mean", "norm_std",
                  "emotions", "sampler")

@@ -133,7 +133,7 @@ class WindowSampler:
         return dict(x0=x, audio=audio, emotion=emotion, emotion_known=bool(emotion[:n].sum() > 0),
                     valid=valid, prev=prev,
                     has_prev=has_prev, ref=ref, ref_valid=ref_valid, speaker=speaker,
-                    identity=self.identities.get(speaker, 0), style_params=self.d.style[take])
+                    identity=self.identities.get(speaker, -1), style_params=self.d.style[take])
 
     def batch(self, size: int) -> dict[str, torch.Tensor]:
         spk = self.rng.choice(self.speakers, size=max(1, size // 2), replace=len(self.speakers) < size // 2)

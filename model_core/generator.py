@@ -1,8 +1,12 @@
 """The generator: audio -> Motion, through the speech encoder and the diffusion sampler.
 
-Long audio is cut into non-overlapping windows of `window` frames; each window is conditioned on
-the last `prev` frames generated before it (DiffPoseTalk), so windows join without a jump. The
-last window is padded and its padded frames are marked invalid.
+Per utterance: speech features -> the content prior's codes -> the AD-VAE decodes them with the
+emotion code (from the sliders, a curve, the voice or a reference) into the decoupled prior;
+the style comes from a preset, a reference, or the identity library matched to the voice, moved
+by the style sliders. Then the audio is cut into windows of `window` frames that overlap by
+OVERLAP frames; each window is conditioned on the last `prev` frames generated before it
+(DiffPoseTalk) and cross-faded into its predecessor, so windows join without a jump. The last
+window is padded and its padded frames are marked invalid.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .diffusion import SAMPLERS, cosine_schedule, guided, spaced_timesteps
 from .errors import LaliaError
-from .motion import ARKIT_HEAD_LAYOUT, ARKIT_NAMES, Motion
+from .motion import ARKIT_NAMES, Motion
 
 log = logging.getLogger(__name__)
 OVERLAP = 10  # frames shared (and cross-faded) by consecutive windows
@@ -53,6 +57,9 @@ def emotion_vector(emotion, emotions: tuple[str, ...]) -> np.ndarray:
     return v
 
 
+STYLE_SLIDERS = ("head_motion", "expressiveness", "brow_activity", "blink_rate")
+
+
 class Generator:
     def __init__(self, model, manifest: dict, extra: dict, device: str = "cpu", encoder=None):
         self.model, self.manifest, self.device = model, manifest, device
@@ -66,8 +73,14 @@ class Generator:
         self.presets = {k.split(".", 1)[1]: v.float().to(device) for k, v in extra.items()
                         if k.startswith("preset.")}
         self.preset_descriptions = manifest.get("style_presets", {})
+        # style sliders: a direction in style space per unit of the property, and the
+        # property's half range over the training speakers (slider 0..2, 1 = unchanged)
+        self.slider_directions = {k.split(".", 1)[1]: v.float().to(device) for k, v in extra.items()
+                                  if k.startswith("slider.")}
+        self.slider_info = manifest.get("style_sliders", {})
         self._encoder = encoder
         self.last_timings = Timings()
+        self.last_info: dict = {}
 
     @property
     def encoder(self):
@@ -77,17 +90,28 @@ class Generator:
         return self._encoder
 
     # ---- conditions -------------------------------------------------------------------
-    def style_vector(self, style) -> torch.Tensor | None:
-        """None, a preset name, a motion file (npz/csv/json), a Motion, or a raw vector."""
-        if style is None or (isinstance(style, str) and style in ("", "none")):
+    def style_vector(self, style, feats: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The style condition: None or "auto" (match the audio to the identity library),
+        "average" (no style condition), a preset name, a motion file (npz/csv/json), a Motion,
+        or a raw vector. Returns None for "no style condition"."""
+        if isinstance(style, str) and style.lower() in ("average", "none", ""):
             return None
+        if style is None or (isinstance(style, str) and style.lower() == "auto"):
+            if feats is None or self.cfg.n_identities == 0:
+                return None
+            vec, idx, w = self.model.identities.match(feats[None])
+            ids = self.manifest.get("identities", [])
+            self.last_info["identities"] = [
+                {"library_index": int(i), "speaker": ids[int(i)] if int(i) < len(ids) else None,
+                 "weight": round(float(x), 3)} for i, x in zip(idx, w)]
+            return vec
         if isinstance(style, str) and style in self.presets:
             return self.presets[style]
         if isinstance(style, (str, Path)):
             p = Path(style)
             if not p.exists():
-                raise LaliaError(f"Style '{style}' is neither a preset ({', '.join(sorted(self.presets)) or 'none'}) "
-                                 f"nor an existing motion file")
+                raise LaliaError(f"Style '{style}' is neither a preset ({', '.join(sorted(self.presets)) or 'none'}), "
+                                 f"'auto', 'average', nor an existing motion file")
             style = Motion.load(p)
         if isinstance(style, Motion):
             return self.style_from_motion(style)
@@ -96,21 +120,44 @@ class Generator:
             raise LaliaError(f"A style vector must have {self.cfg.style_dim} values")
         return v
 
-    @torch.inference_mode()
-    def style_from_motion(self, motion: Motion) -> torch.Tensor:
-        """Style vector from reference motion (any fps, any ARKit subset): the mean over its
-        4 s clips."""
+    def _reference_clips(self, motion: Motion, what: str) -> list[torch.Tensor]:
+        """Normalised 4 s clips of a reference motion (any fps, any ARKit subset)."""
         m = motion.resample(self.fps).select(self.channels)
         x = (torch.from_numpy(m.values).to(self.device) - self.mean) / self.std
-        N = self.cfg.window
         if len(x) < 25:
-            raise LaliaError("A style reference needs at least 1 s of motion")
-        clips = [x[s:s + N] for s in range(0, max(1, len(x) - N + 1), N)]
-        vecs = []
-        for c in clips:
-            valid = torch.ones(1, len(c), dtype=torch.bool, device=self.device)
-            vecs.append(self.model.style_encoder(c[None], valid)[0])
-        return torch.stack(vecs).mean(0)
+            raise LaliaError(f"A {what} reference needs at least 1 s of motion")
+        N = self.cfg.window
+        return [x[s:s + N] for s in range(0, max(1, len(x) - N + 1), N)]
+
+    @torch.inference_mode()
+    def style_from_motion(self, motion: Motion) -> torch.Tensor:
+        """Style vector from reference motion: the mean over its 4 s clips."""
+        return torch.stack([self.model.style_encoder(c[None])[0]
+                            for c in self._reference_clips(motion, "style")]).mean(0)
+
+    @torch.inference_mode()
+    def emotion_from_motion(self, motion: Motion) -> torch.Tensor:
+        """Emotion code of reference motion (the AD-VAE's emotion encoder, averaged)."""
+        codes = [self.model.vae.encode(c[None])[2][0] for c in self._reference_clips(motion, "emotion")]
+        return torch.cat(codes).mean(0)
+
+    def apply_style_sliders(self, style: torch.Tensor | None, sliders: dict) -> torch.Tensor | None:
+        """Move a style vector along the fitted property directions. A slider at 1 leaves the
+        property as it is; 0 and 2 move it by half its range over the training speakers."""
+        moves = {k: float(v) for k, v in sliders.items() if abs(float(v) - 1.0) > 1e-6}
+        for k, v in sliders.items():
+            if not 0.0 <= float(v) <= 2.0:
+                raise LaliaError(f"{k} must be between 0 and 2, got {v}")
+        if not moves:
+            return style
+        if style is None:  # no style: move from the average identity
+            style = self.model.identities.embeddings.mean(0)
+        for k, v in moves.items():
+            if k not in self.slider_directions:
+                raise LaliaError(f"This model has no '{k}' slider (it has: "
+                                 f"{', '.join(sorted(self.slider_directions)) or 'none'})")
+            style = style + (v - 1.0) * self.slider_info[k]["half_range"] * self.slider_directions[k]
+        return style
 
     # ---- generation -------------------------------------------------------------------
     def features(self, audio) -> tuple[np.ndarray, np.ndarray]:
@@ -126,26 +173,32 @@ class Generator:
         return wav, feats
 
     @torch.inference_mode()
-    def generate(self, audio, emotion=None, emotion_from_voice: bool = False, style=None,
-                 steps: int | None = None, seed: int = 0, sampler: str | None = None,
-                 guidance: dict | None = None, head_motion: float = 1.0,
-                 expressiveness: float = 1.0,
+    def generate(self, audio, emotion=None, emotion_from_voice: bool = False, emotion_reference=None,
+                 style=None, steps: int | None = None, seed: int = 0, sampler: str | None = None,
+                 guidance: dict | None = None, head_motion: float = 1.0, expressiveness: float = 1.0,
+                 brow_activity: float = 1.0, blink_rate: float = 1.0,
                  progress: Callable[[float], None] | None = None,
                  cancel: Callable[[], bool] | None = None) -> Motion:
         """Audio (path or 16 kHz float array) -> Motion at 25 fps (52 ARKit + head rotation).
 
-        emotion: {'happy': 0.7, ...}, an (8,) vector, or a T x 8 curve (per frame at 25 fps).
+        emotion: {'happy': 0.7, ...}, an (8,) vector, or a T x 8 curve (per frame at 25 fps);
+            mixed through the learned emotion prototypes into an emotion code.
         emotion_from_voice: infer the emotion curve from the audio (used when no emotion given).
-        style: preset name, reference motion (npz/csv/Motion) or None for the average style.
-        head_motion / expressiveness: 0..2 multipliers of head rotation and face movement.
+        emotion_reference: a Motion or motion file whose emotion code is copied (overrides the rest).
+        style: None/"auto" (the identity that best matches the voice), "average", a preset name,
+            reference motion (npz/csv/Motion) or a style vector.
+        head_motion, expressiveness, brow_activity, blink_rate: style sliders, 0..2 (1 = as the
+            style is), each moving the style along its fitted direction.
         """
-        self.last_timings = Timings()
+        self.last_timings, self.last_info = Timings(), {}
         _, feats = self.features(audio)
         T = len(feats)
         dev = self.device
         f = torch.from_numpy(feats).to(dev)
-        emo = self._emotion_curve(emotion, emotion_from_voice, f, T)
-        style_vec = self.style_vector(style)
+        code = self._emotion_codes(emotion, emotion_from_voice, emotion_reference, f, T)
+        style_vec = self.apply_style_sliders(self.style_vector(style, f), dict(
+            head_motion=head_motion, expressiveness=expressiveness, brow_activity=brow_activity,
+            blink_rate=blink_rate))
         defaults = self.manifest["sampler"]
         steps = int(steps or defaults["steps"])
         sampler_fn = SAMPLERS.get(sampler or defaults["name"])
@@ -154,6 +207,10 @@ class Generator:
         scales = {**defaults.get("guidance", {}), **(guidance or {})}
         timesteps = spaced_timesteps(self.cfg.num_train_steps, steps)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        # the decoupled priors (with the emotion code, and neutral for the no-emotion branch)
+        c_hat = self.model.content_prior(f[None])
+        priors = (self.model.vae.decode(c_hat, code[None])[0],
+                  self.model.vae.decode(c_hat, self.model.neutral_code().expand(1, T, -1))[0])
         N, P, C = self.cfg.window, self.cfg.prev, self.cfg.motion_dim
         O = min(OVERLAP, N // 4)
         out = torch.zeros(T, C, device=dev)
@@ -163,21 +220,22 @@ class Generator:
         starts = self.window_starts(T)
         ramp = torch.linspace(0, 1, O + 2, device=dev)[1:-1, None]
         ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep
+        pad = lambda x, n: torch.cat([x, x[-1:].expand(N - n, -1)]) if n < N else x
         for w, s in enumerate(starts):
             if cancel and cancel():
                 raise Cancelled("Generation cancelled")
             n = min(N, T - s)
             a = torch.zeros(N, f.shape[1], device=dev)
             a[:n] = f[s:s + n]
-            e = emo[s:s + n]
-            e = torch.cat([e, e[-1:].expand(N - n, -1)]) if n < N else e
             valid = torch.zeros(N, dtype=torch.bool, device=dev)
             valid[:n] = True
             prev = torch.zeros(P, C, device=dev)
             if s > 0:
                 ctx = out[max(0, s - P):s]
                 prev[P - len(ctx):] = ctx
-            x0 = self._sample_window(sampler_fn, timesteps, scales, gen, a, e, valid, prev, s > 0, style_vec)
+            window = dict(audio=a, emotion=pad(code[s:s + n], n), priors=[pad(p[s:s + n], n) for p in priors],
+                          valid=valid, prev=prev, has_prev=s > 0, style=style_vec)
+            x0 = self._sample_window(sampler_fn, timesteps, scales, gen, window)
             if s == 0:
                 out[:n] = x0[:n]
             else:
@@ -188,7 +246,8 @@ class Generator:
                 progress((w + 1) / len(starts))
         self.last_timings.sampler = time.perf_counter() - t0
         values = (out * self.std + self.mean).cpu().numpy()
-        values = self._apply_intensity(values, head_motion, expressiveness)
+        arkit = np.array([c in ARKIT_NAMES for c in self.channels])
+        values[:, arkit] = np.clip(values[:, arkit], 0.0, 1.0)  # blendshape weights; FLAME isn't clipped
         return Motion(self.fps, self.channels, values)
 
     def window_starts(self, T: int) -> list[int]:
@@ -196,7 +255,8 @@ class Generator:
         N, O = self.cfg.window, min(OVERLAP, self.cfg.window // 4)
         return [0] + list(range(N - O, max(T - O, 1), N - O))
 
-    def _emotion_curve(self, emotion, from_voice, feats, T) -> torch.Tensor:
+    def emotion_curve(self, emotion, from_voice: bool, feats: torch.Tensor, T: int) -> torch.Tensor:
+        """T x 8 slider intensities: given (vector, dict or curve), from the voice, or neutral."""
         if emotion is not None and np.ndim(emotion) == 2:
             curve = np.asarray(emotion, np.float32)
             if curve.shape[1] != len(self.emotions) or not np.all((curve >= 0) & (curve <= 1)):
@@ -214,25 +274,44 @@ class Generator:
             vec[self.emotions.index("neutral")] = 1.0
         return torch.from_numpy(np.tile(vec, (T, 1))).to(self.device)
 
-    def _sample_window(self, sampler_fn, timesteps, scales, gen, audio, emotion, valid, prev, has_prev, style):
-        """One window through the sampler with incremental guidance over the needed branches."""
+    def _emotion_codes(self, emotion, from_voice, reference, feats, T) -> torch.Tensor:
+        """T x De emotion codes for the denoiser and the decoupled prior."""
+        if reference is not None:
+            ref = reference if isinstance(reference, Motion) else Motion.load(reference)
+            return self.emotion_from_motion(ref).expand(T, -1)
+        curve = self.emotion_curve(emotion, from_voice, feats, T)
+        self.last_info["emotion_mean"] = dict(zip(self.emotions, np.round(curve.mean(0).cpu().numpy(), 3).tolist()))
+        return self.model.vae.emotion_code(curve)
+
+    def _sample_window(self, sampler_fn, timesteps, scales, gen, win: dict):
+        """One window through the sampler. A teacher runs incremental guidance over the branches
+        it needs; a guidance-distilled student runs one branch with the scales as input."""
         conds = [  # (audio_on, emotion_on, style_on): D_0 .. D_3
             (False, False, False), (True, False, False), (True, True, False), (True, True, True)]
-        w = [scales.get("audio", 1.0), scales.get("emotion", 1.0), scales.get("style", 1.0)]
+        w = [float(scales.get("audio", 1.0)), float(scales.get("emotion", 1.0)), float(scales.get("style", 1.0))]
+        style = win["style"]
         if style is None:
             conds, w = conds[:3], w[:2]
-        first = next((i for i, x in enumerate(w) if abs(x - 1.0) > 1e-6), len(w))
-        conds, w = conds[first:], w[first:]
+        student = self.cfg.guidance_input
+        if student:
+            conds, w = conds[-1:], []
+        else:
+            first = next((i for i, x in enumerate(w) if abs(x - 1.0) > 1e-6), len(w))
+            conds, w = conds[first:], w[first:]
         B = len(conds)
         dev = self.device
         flags = torch.tensor(conds, device=dev)
         style_in = style if style is not None else torch.zeros(self.cfg.style_dim, device=dev)
-        kwargs = dict(audio=audio[None].expand(B, -1, -1), prev=prev[None].expand(B, -1, -1),
-                      has_prev=torch.full((B,), bool(has_prev), device=dev),
-                      emotion=emotion[None].expand(B, -1, -1), style=style_in[None].expand(B, -1),
-                      identity=torch.zeros(B, dtype=torch.long, device=dev),
-                      valid=valid[None].expand(B, -1), audio_on=flags[:, 0],
-                      emotion_on=flags[:, 1], style_on=flags[:, 2])
+        # the prior follows the emotion flag: with emotion off it is rendered neutral
+        prior = torch.stack([win["priors"][0] if c[1] else win["priors"][1] for c in conds])
+        rep = lambda x: x[None].expand(B, *x.shape)
+        kwargs = dict(audio=rep(win["audio"]), prior=prior, prev=rep(win["prev"]),
+                      has_prev=torch.full((B,), bool(win["has_prev"]), device=dev),
+                      emotion=rep(win["emotion"]), style=rep(style_in), valid=rep(win["valid"]),
+                      audio_on=flags[:, 0], emotion_on=flags[:, 1], style_on=flags[:, 2])
+        if student:
+            g = [float(scales.get(k, 1.0)) for k in ("audio", "emotion", "style")]
+            kwargs["guidance"] = torch.tensor([g], device=dev)
 
         def branches(x, t):
             d = self.model.denoiser(x.expand(B, -1, -1), t.expand(B), **kwargs)
@@ -244,19 +323,6 @@ class Generator:
         x0 = sampler_fn(denoise, x, self.schedule, timesteps, generator=gen)
         return x0[0]
 
-    def _apply_intensity(self, values: np.ndarray, head_motion: float, expressiveness: float) -> np.ndarray:
-        """Scale head rotation and face movement around their neutral values (0..2)."""
-        for name, k in (("head_motion", head_motion), ("expressiveness", expressiveness)):
-            if not 0.0 <= k <= 2.0:
-                raise LaliaError(f"{name} must be between 0 and 2, got {k}")
-        head = np.array([c.startswith("head") for c in self.channels])
-        arkit = np.array([c in ARKIT_NAMES for c in self.channels])
-        values = values.copy()
-        values[:, head] *= head_motion
-        values[:, ~head] *= expressiveness
-        values[:, arkit] = np.clip(values[:, arkit], 0.0, 1.0)  # blendshape weights; FLAME isn't clipped
-        return values
-
 
 def load_generator(checkpoint=None, device: str = "cpu") -> Generator:
     """The default model (or `checkpoint`) ready to `.generate(audio, ...)`."""
@@ -264,6 +330,4 @@ def load_generator(checkpoint=None, device: str = "cpu") -> Generator:
     if device == "cuda" and not torch.cuda.is_available():
         raise LaliaError("CUDA was requested but no GPU is available")
     model, manifest, extra = load_checkpoint(path, device)
-    if tuple(manifest["channels"]) != ARKIT_HEAD_LAYOUT and "Exp1" not in manifest["channels"]:
-        log.warning("checkpoint %s uses a custom channel layout", path.name)
     return Generator(model, manifest, extra, device)

@@ -32,6 +32,29 @@ ARKIT_NAMES: tuple[str, ...] = (
 HEAD_ROTATION_NAMES: tuple[str, ...] = ("headPitch", "headYaw", "headRoll")
 ARKIT_HEAD_LAYOUT: tuple[str, ...] = ARKIT_NAMES + HEAD_ROTATION_NAMES
 ARKIT_INDEX = {n: i for i, n in enumerate(ARKIT_NAMES)}
+JAW_ROTATION_NAMES: tuple[str, ...] = ("jawRotX", "jawRotY", "jawRotZ")  # FLAME axis-angle, FLAME axes
+EYE_ROTATION_NAMES: tuple[str, ...] = ("leftEyePitch", "leftEyeYaw", "rightEyePitch", "rightEyeYaw")
+
+
+def head_rotation_matrices(pitch_yaw_roll: np.ndarray) -> np.ndarray:
+    """headPitch/Yaw/Roll (..., 3) -> rotation matrices (..., 3, 3) in Blender's axes:
+    R = Rz(yaw) Rx(pitch) Ry(roll); pitch > 0 looks down."""
+    p, y, r = (np.asarray(pitch_yaw_roll, np.float64)[..., i] for i in range(3))
+    one, zero = np.ones_like(p), np.zeros_like(p)
+    rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, np.cos(p), -np.sin(p)], -1),
+                   np.stack([zero, np.sin(p), np.cos(p)], -1)], -2)
+    rz = np.stack([np.stack([np.cos(y), -np.sin(y), zero], -1), np.stack([np.sin(y), np.cos(y), zero], -1),
+                   np.stack([zero, zero, one], -1)], -2)
+    ry = np.stack([np.stack([np.cos(r), zero, np.sin(r)], -1), np.stack([zero, one, zero], -1),
+                   np.stack([-np.sin(r), zero, np.cos(r)], -1)], -2)
+    return rz @ rx @ ry
+
+
+def flame_layout(n_exp: int, eyes: bool = False) -> tuple[str, ...]:
+    """FLAME motion channels: the FLAME add-on's Exp names, jaw axis-angle (FLAME's axes: x
+    right, y up, z forward), head rotation, and optionally eye rotations (radians)."""
+    return (tuple(f"Exp{i + 1}" for i in range(n_exp)) + JAW_ROTATION_NAMES + HEAD_ROTATION_NAMES
+            + (EYE_ROTATION_NAMES if eyes else ()))
 
 
 def canonical_arkit_name(name: str) -> str | None:

@@ -10,20 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .head import HeadAsset, load_head
-from .motion import ARKIT_NAMES, Motion
+from .motion import ARKIT_NAMES, Motion, head_rotation_matrices
 
 _PART_COLOURS = {0: (0.86, 0.68, 0.58), 1: (0.95, 0.95, 0.95), 2: (0.97, 0.96, 0.9), 3: (0.75, 0.35, 0.38)}
-
-
-def _rotation(pitch: float, yaw: float, roll: float) -> np.ndarray:
-    """Head rotation: pitch about X (positive looks down), yaw about Z, roll about Y."""
-    cx, sx = np.cos(pitch), np.sin(pitch)
-    cz, sz = np.cos(yaw), np.sin(yaw)
-    cy, sy = np.cos(roll), np.sin(roll)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    return rz @ rx @ ry
 
 
 def posed_vertices(head: HeadAsset, frame: np.ndarray) -> np.ndarray:
@@ -31,7 +20,7 @@ def posed_vertices(head: HeadAsset, frame: np.ndarray) -> np.ndarray:
     about the head joint blended by skinning weight (neck gets a third of it)."""
     v = head.deform(frame[:52])
     if len(frame) >= 55:
-        R = _rotation(*frame[52:55])
+        R = head_rotation_matrices(frame[52:55])
         pivot = head.bone_heads[1]
         rotated = (v - pivot) @ R.T + pivot
         wgt = head.bone_weights[:, 1:].sum(1, keepdims=True) + head.bone_weights[:, :1] / 3

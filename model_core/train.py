@@ -29,7 +29,7 @@ from .diffusion import cosine_schedule
 from .errors import LaliaError
 from .head import load_head
 from .motion import ARKIT_HEAD_LAYOUT, ARKIT_NAMES
-from .networks import LaliaModel, ModelConfig, nt_xent
+from .networks import LaliaModel, ModelConfig, info_nce, nt_xent, reverse_gradient
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,26 @@ class TrainConfig:
     p_drop_audio: float = 0.1
     p_drop_style: float = 0.45
     p_drop_emotion: float = 0.2
-    p_drop_identity: float = 0.5
-    # loss weights
+    p_identity: float = 0.3         # style condition from the speaker's identity embedding
+    p_emotion_from_labels: float = 0.5  # emotion code from the labels (else from the motion)
+    # loss weights: the denoiser
     w_vertex: float = 1.0
+    w_lip_gap: float = 0.5
     w_velocity: float = 0.5
     w_smooth: float = 0.1
     w_head: float = 1.0
     w_boundary: float = 0.5
+    # the controls: style encoder, identities, AD-VAE, content prior, voice emotion
     w_style: float = 0.1
+    w_identity: float = 0.2
+    w_vae: float = 1.0
+    w_vae_kl: float = 1e-3
+    w_content_nce: float = 0.2
+    w_emotion_code: float = 1.0
+    w_emotion_nce: float = 0.1
+    w_adversary: float = 0.2
+    w_swap: float = 0.5
+    w_prior: float = 1.0
     w_voice_emotion: float = 0.5
     model: dict = field(default_factory=dict)
 
@@ -86,7 +98,8 @@ def motion_stats(motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class VertexBasis(nn.Module):
-    """ARKit weights -> displacements of the lip region and landmarks of the bundled head (mm)."""
+    """ARKit weights -> displacements of the lip region and landmarks of the bundled head (mm),
+    and the inner lip gap (mm), which is affine in the weights."""
 
     def __init__(self):
         super().__init__()
@@ -94,9 +107,35 @@ class VertexBasis(nn.Module):
         idx = np.unique(np.concatenate([head.lip_vertices, list(head.landmarks.values())]))
         basis = head.targets[:, idx, :].reshape(52, -1) * 1000.0
         self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)), persistent=False)
+        up, lo = head.landmarks["upperLipInner"], head.landmarks["lowerLipInner"]
+        self.gap0 = float(head.vertices[up, 2] - head.vertices[lo, 2]) * 1000.0
+        dg = (head.targets[:, up, 2] - head.targets[:, lo, 2]) * 1000.0
+        self.register_buffer("gap_basis", torch.from_numpy(dg.astype(np.float32)), persistent=False)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return (w @ self.basis).unflatten(-1, (-1, 3))
+
+    def gap(self, w: torch.Tensor) -> torch.Tensor:
+        return self.gap0 + w @ self.gap_basis
+
+
+def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the frames where mask (B x T x 1) is 1."""
+    return (((a - b) ** 2) * mask).sum() / (mask.sum() * a.shape[-1]).clamp(min=1)
+
+
+def _kl(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp())
+    return (kl * mask).sum() / (mask.sum() * mu.shape[-1]).clamp(min=1)
+
+
+def _window_labels(emotion: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """One contrastive class per window: its dominant emotion x intensity (3 bins)."""
+    m = valid.float().unsqueeze(-1)
+    mean = (emotion * m).sum(1) / m.sum(1).clamp(min=1)
+    k = mean.argmax(-1)
+    level = (mean.max(-1).values * 3).clamp(max=2.99).long()
+    return k * 3 + level
 
 
 class Objective(nn.Module):
@@ -108,56 +147,127 @@ class Objective(nn.Module):
         self.schedule = cosine_schedule(model.cfg.num_train_steps)
         self.register_buffer("mean", torch.from_numpy(mean), persistent=False)
         self.register_buffer("std", torch.from_numpy(std), persistent=False)
-        # the vertex loss needs the bundled head's ARKit targets; other layouts (FLAME) skip it
+        # the vertex and lip-gap losses need the bundled head's ARKit targets; FLAME skips them
         self.vertices = VertexBasis() if tuple(channels[:52]) == ARKIT_NAMES else None
         self.head_idx = [channels.index(n) for n in ("headPitch", "headYaw", "headRoll")]
+
+    def face_losses(self, pred: torch.Tensor, x0: torch.Tensor, vm: torch.Tensor) -> dict:
+        """Vertex (mm^2 / 10) and lip gap (mm^2 / 10, closed lips weighted 5x) on the bundled head."""
+        if self.vertices is None:
+            zero = pred.sum() * 0
+            return {"vertex": zero, "lip_gap": zero}
+        w_pred = pred[..., :52] * self.std[:52] + self.mean[:52]
+        w_true = x0[..., :52] * self.std[:52] + self.mean[:52]
+        dv = (self.vertices(w_pred) - self.vertices(w_true)).norm(dim=-1)
+        gap_p, gap_t = self.vertices.gap(w_pred), self.vertices.gap(w_true)
+        closed = 1.0 + 4.0 * (gap_t < 2.0).float()
+        n = vm.sum().clamp(min=1)
+        return {"vertex": ((dv ** 2).mean(-1, keepdim=True) * vm).sum() / n / 10.0,
+                "lip_gap": (((gap_p - gap_t) ** 2 * closed).unsqueeze(-1) * vm).sum() / n / 10.0}
+
+    def vae_losses(self, b: dict) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """ExpTalk's AD-VAE: reconstruction + KL, content contrasted with the speech, emotion
+        codes pulled to the label prototypes and contrasted by emotion x intensity, an
+        adversary that must not read emotion from content, and swapped codes that must
+        re-encode to what was swapped in. Returns (losses, content means, emotion means)."""
+        vae, x0, valid = self.model.vae, b["x0"], b["valid"]
+        vm = valid.unsqueeze(-1).float()
+        mu_c, lv_c, mu_e, lv_e = vae.encode(x0)
+        c = mu_c + torch.randn_like(mu_c) * (0.5 * lv_c).exp()
+        e = mu_e + torch.randn_like(mu_e) * (0.5 * lv_e).exp()
+        recon = vae.decode(c, e)
+        out = {"vae": _masked_mse(recon, x0, vm) + self.face_losses(recon, x0, vm)["lip_gap"],
+               "vae_kl": _kl(mu_c, lv_c, vm) + _kl(mu_e, lv_e, vm)}
+        # content <-> speech (per frame, InfoNCE over random valid frames of the batch)
+        speech = F.avg_pool1d(b["audio"].transpose(1, 2), 5, 1, 2).transpose(1, 2)
+        frames = valid.nonzero()
+        pick = frames[torch.randperm(len(frames), device=frames.device)[:256]]
+        out["content_nce"] = info_nce(vae.content_head(mu_c[pick[:, 0], pick[:, 1]]),
+                                      vae.speech_head(speech[pick[:, 0], pick[:, 1]]))
+        # emotion codes: at the prototypes of their labels, and grouped by emotion x intensity
+        known = (b["emotion_known"].view(-1, 1, 1).float() * vm)
+        out["emotion_code"] = _masked_mse(mu_e, vae.emotion_code(b["emotion"]), known)
+        pooled = (mu_e * vm).sum(1) / vm.sum(1).clamp(min=1)
+        lab = b["emotion_known"]
+        out["emotion_nce"] = nt_xent(pooled[lab], _window_labels(b["emotion"], valid)[lab]) if lab.sum() > 1 \
+            else pooled.sum() * 0
+        adv = torch.sigmoid(vae.adversary(reverse_gradient(mu_c)))
+        out["adversary"] = _masked_mse(adv, b["emotion"], known)
+        # swap: content of clip i with the emotion of clip i+1 must re-encode to both
+        perm = torch.roll(torch.arange(len(x0), device=x0.device), 1)
+        both = vm * vm[perm]
+        mu_c2, _, mu_e2, _ = vae.encode(vae.decode(mu_c, mu_e[perm]))
+        out["swap"] = _masked_mse(mu_c2, mu_c.detach(), both) + _masked_mse(mu_e2, mu_e[perm].detach(), both)
+        return out, mu_c, mu_e
 
     def forward(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, m = self.cfg, self.model
         x0, valid = b["x0"], b["valid"]
         B = x0.shape[0]
         dev = x0.device
-        t = torch.randint(0, self.schedule.num_steps, (B,), device=dev)
-        noise = torch.randn_like(x0)
-        x_t = self.schedule.add_noise(x0, noise, t)
-        r = torch.rand(B, 4, device=dev)
+        vm = valid.unsqueeze(-1).float()
+        losses, mu_c, mu_e = self.vae_losses(b)
+
+        # the decoupled prior: speech -> content code, rendered with an emotion code
+        c_hat = m.content_prior(b["audio"])
+        rendered = m.vae.decode(c_hat, mu_e.detach())
+        losses["prior"] = _masked_mse(c_hat, mu_c.detach(), vm) + _masked_mse(rendered, x0, vm) + \
+            self.face_losses(rendered, x0, vm)["lip_gap"]
+
+        # conditions, with classifier-free guidance dropout
+        r = torch.rand(B, 5, device=dev)
         audio_on = r[:, 0] >= cfg.p_drop_audio
         style_on = audio_on & (r[:, 1] >= cfg.p_drop_style)
-        emotion_on = audio_on & (r[:, 2] >= cfg.p_drop_emotion) & b["emotion_known"]
-        identity = torch.where(style_on & (r[:, 3] >= cfg.p_drop_identity), b["identity"],
-                               torch.zeros_like(b["identity"]))
+        emotion_on = audio_on & (r[:, 2] >= cfg.p_drop_emotion)
+        from_labels = b["emotion_known"] & (r[:, 3] < cfg.p_emotion_from_labels)
+        code = torch.where(from_labels.view(B, 1, 1), m.vae.emotion_code(b["emotion"]), mu_e).detach()
+        prior_code = torch.where(emotion_on.view(B, 1, 1), code, m.neutral_code().detach().expand_as(code))
+        prior = m.vae.decode(c_hat, prior_code).detach()
+        # style: a reference clip of the same speaker, or the speaker's identity embedding
         style = m.style_encoder(b["ref"], b["ref_valid"])
-        pred = m.denoiser(x_t, t, audio=b["audio"], prev=b["prev"], has_prev=b["has_prev"],
-                          emotion=b["emotion"], style=style, identity=identity, valid=valid,
-                          audio_on=audio_on, emotion_on=emotion_on, style_on=style_on)
-        vm = valid.unsqueeze(-1).float()
-        nvalid = vm.sum().clamp(min=1)
-        mse = lambda a, c, mask: (((a - c) ** 2) * mask).sum() / (mask.sum() * a.shape[-1] / mask.shape[-1]).clamp(min=1)
-        losses = {"x0": mse(pred, x0, vm)}
-        if self.vertices is not None:
-            w_pred = pred[..., :52] * self.std[:52] + self.mean[:52]
-            w_true = x0[..., :52] * self.std[:52] + self.mean[:52]
-            dv = (self.vertices(w_pred) - self.vertices(w_true)).norm(dim=-1)  # mm
-            losses["vertex"] = ((dv ** 2).mean(-1, keepdim=True) * vm).sum() / nvalid / 10.0
-        else:
-            losses["vertex"] = pred.sum() * 0
+        ids = b["identity"]
+        known_id = ids >= 0
+        ident = m.identities.embeddings[ids.clamp(min=0)]
+        use_id = known_id & (r[:, 4] < cfg.p_identity)
+        cond_style = torch.where(use_id.view(B, 1), ident, style)
+
+        t = torch.randint(0, self.schedule.num_steps, (B,), device=dev)
+        x_t = self.schedule.add_noise(x0, torch.randn_like(x0), t)
+        pred = m.denoiser(x_t, t, audio=b["audio"], prior=prior, prev=b["prev"], has_prev=b["has_prev"],
+                          emotion=code, style=cond_style, valid=valid, audio_on=audio_on,
+                          emotion_on=emotion_on, style_on=style_on)
+        losses["x0"] = _masked_mse(pred, x0, vm)
+        losses.update(self.face_losses(pred, x0, vm))
         vel_m = (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1).float()
         vp, vt = pred[:, 1:] - pred[:, :-1], x0[:, 1:] - x0[:, :-1]
-        losses["velocity"] = mse(vp, vt, vel_m)
+        losses["velocity"] = _masked_mse(vp, vt, vel_m)
         acc_m = (valid[:, 2:] & valid[:, :-2]).unsqueeze(-1).float()
-        losses["smooth"] = mse(vp[:, 1:] - vp[:, :-1], vt[:, 1:] - vt[:, :-1], acc_m)
+        losses["smooth"] = _masked_mse(vp[:, 1:] - vp[:, :-1], vt[:, 1:] - vt[:, :-1], acc_m)
         h = self.head_idx
-        losses["head"] = mse(pred[..., h], x0[..., h], vm) + mse(vp[..., h], vt[..., h], vel_m)
+        losses["head"] = _masked_mse(pred[..., h], x0[..., h], vm) + _masked_mse(vp[..., h], vt[..., h], vel_m)
         # window boundary: the step from the last previous frame to the first frame
         hp = b["has_prev"].float().view(B, 1)
         step_p, step_t = pred[:, 0] - b["prev"][:, -1], x0[:, 0] - b["prev"][:, -1]
         losses["boundary"] = (((step_p - step_t) ** 2) * hp).sum() / (hp.sum() * x0.shape[-1]).clamp(min=1)
+
+        # style encoder (NT-Xent over speakers); identities sit in the style space and are
+        # matched from the audio contrastively (DiffusionTalker)
         losses["style"] = nt_xent(style, b["speaker"])
+        if known_id.any():
+            q = m.identities.audio_embedding(b["audio"], valid)[known_id]
+            losses["identity"] = F.cross_entropy(m.identities.logits(q), ids[known_id]) + \
+                F.mse_loss(ident[known_id], style[known_id].detach())
+        else:
+            losses["identity"] = style.sum() * 0
         ve = m.voice_emotion(b["audio"])
-        losses["voice_emotion"] = (((ve - b["emotion"]) ** 2) * vm).sum() / (nvalid * 8)
-        weights = {"x0": 1.0, "vertex": cfg.w_vertex, "velocity": cfg.w_velocity,
+        losses["voice_emotion"] = _masked_mse(ve, b["emotion"], b["emotion_known"].view(B, 1, 1).float() * vm)
+        weights = {"x0": 1.0, "vertex": cfg.w_vertex, "lip_gap": cfg.w_lip_gap, "velocity": cfg.w_velocity,
                    "smooth": cfg.w_smooth, "head": cfg.w_head, "boundary": cfg.w_boundary,
-                   "style": cfg.w_style, "voice_emotion": cfg.w_voice_emotion}
+                   "style": cfg.w_style, "identity": cfg.w_identity, "vae": cfg.w_vae,
+                   "vae_kl": cfg.w_vae_kl, "content_nce": cfg.w_content_nce,
+                   "emotion_code": cfg.w_emotion_code, "emotion_nce": cfg.w_emotion_nce,
+                   "adversary": cfg.w_adversary, "swap": cfg.w_swap, "prior": cfg.w_prior,
+                   "voice_emotion": cfg.w_voice_emotion}
         losses["total"] = sum(weights[k] * v for k, v in losses.items())
         return losses
 
@@ -209,9 +319,9 @@ def train(config_path, resume: bool = True) -> Path:
     val_data = load_split(cfg.corpus, "val")
     mean, std = motion_stats(train_data.motion)
     channels = train_data.channels or ARKIT_HEAD_LAYOUT
-    mcfg = ModelConfig(**{**cfg.model, "n_identities": len(np.unique(train_data.speaker)),
-                          "motion_dim": train_data.motion.shape[1]})
-    identities = {int(s): i + 1 for i, s in enumerate(np.unique(train_data.speaker))}
+    speakers = np.unique(train_data.speaker)
+    mcfg = ModelConfig(**{**cfg.model, "n_identities": len(speakers), "motion_dim": train_data.motion.shape[1]})
+    identities = {int(s): i for i, s in enumerate(speakers)}  # speaker id -> library index
     sampler = WindowSampler(train_data, mcfg.window, mcfg.prev, mean, std, identities, seed=cfg.seed + rank)
     val_sampler = WindowSampler(val_data, mcfg.window, mcfg.prev, mean, std, seed=1234)
     val_batches = [val_sampler.batch(cfg.batch) for _ in range(4)]
@@ -242,6 +352,7 @@ def train(config_path, resume: bool = True) -> Path:
             "channels": list(channels), "fps": 25.0, "window": mcfg.window, "prev": mcfg.prev,
             "norm_mean": mean.tolist(), "norm_std": std.tolist(), "emotions": list(EMOTIONS),
             "style_fields": list(STYLE_FIELDS),
+            "identities": [int(x) for x in speakers],  # library index -> corpus speaker id
             "sampler": {"name": "ddim", "steps": 8, "guidance": {"audio": 1.0, "emotion": 1.0, "style": 1.0}},
             "speech_encoder": "whisper-tiny.en encoder (final layer), 25 fps",
             "training": {"corpus": str(cfg.corpus), "corpus_manifest": _corpus_summary(cfg.corpus),
@@ -307,7 +418,7 @@ def validate(objective: Objective, batches, device) -> dict:
         b = {k: v.to(device) for k, v in b.items()}
         torch.manual_seed(int(torch.randint(0, 10 ** 6, (1,), generator=g)))
         losses = objective(b)
-        for k in ("x0", "vertex", "total"):
+        for k in ("x0", "vertex", "lip_gap", "vae", "prior", "total"):
             out[k] = out.get(k, 0.0) + float(losses[k]) / len(batches)
     objective.train()
     return {k: round(v, 5) for k, v in out.items()}
