@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 addon addon-lean model corpus bench clean
+.PHONY: setup system venv demo test test-blender5 addon addon-lean model corpus distill bench clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -51,17 +51,34 @@ test-blender5: setup
 	PYTHONPATH=. .venv-bpy5/bin/python -m pytest -q tests/blender
 
 # ---- heavy work: its own commands, not part of the tests ----
+# the default model: corpus -> features -> teacher -> distilled students -> the shipped default
+DISTILL := runs/distill
 corpus: setup
-	PYTHONPATH=. $(PY) -m model_core corpus build --hours 4 --out $(CORPUS) --seed 0
+	PYTHONPATH=. $(PY) -m model_core corpus build --hours 8 --out $(CORPUS) --seed 0
 	PYTHONPATH=. $(PY) -m model_core features $(CORPUS)
 
 model: corpus
 	PYTHONPATH=. $(PY) -m model_core train model_core/configs/default.toml --fresh
-	PYTHONPATH=. $(PY) -m model_core ship runs/default/final.safetensors --corpus $(CORPUS)
+	PYTHONPATH=. $(PY) -m model_core ship runs/default/final.safetensors --corpus $(CORPUS) \
+	  --out model_core/assets/teacher_model.safetensors
+	$(MAKE) distill
+
+distill: setup
+	PYTHONPATH=. $(PY) -m model_core distill model_core/assets/teacher_model.safetensors --corpus $(CORPUS) \
+	  --guidance --steps 8 --out $(DISTILL)/student_8.safetensors
+	PYTHONPATH=. $(PY) -m model_core distill $(DISTILL)/student_8.safetensors --corpus $(CORPUS) --steps 4 --out $(DISTILL)/student_4.safetensors
+	PYTHONPATH=. $(PY) -m model_core distill $(DISTILL)/student_4.safetensors --corpus $(CORPUS) --steps 2 --out $(DISTILL)/student_2.safetensors
+	PYTHONPATH=. $(PY) -m model_core distill $(DISTILL)/student_2.safetensors --corpus $(CORPUS) --steps 1 --out $(DISTILL)/student_1.safetensors
+	PYTHONPATH=. $(PY) -m model_core pick-student model_core/assets/teacher_model.safetensors \
+	  $(DISTILL)/student_8.safetensors $(DISTILL)/student_4.safetensors $(DISTILL)/student_2.safetensors \
+	  $(DISTILL)/student_1.safetensors --corpus $(CORPUS) --table docs/distillation.json
 	PYTHONPATH=. $(PY) -m model_core eval --corpus $(CORPUS) --out docs/eval_default.json
+	PYTHONPATH=. $(PY) -m model_core eval-controls --corpus $(CORPUS) --out docs/controls_default.json
 
 bench: setup
-	PYTHONPATH=. $(PY) -m model_core bench
+	PYTHONPATH=. $(PY) -m model_core bench --long
+	$(PY) build_addon.py --no-wheels --out build
+	$(PY) tools/bench_blender.py build/lalia-*-nowheels.zip
 
 clean:
 	rm -rf build dist out .pytest_cache

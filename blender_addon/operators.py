@@ -198,7 +198,7 @@ class LALIA_OT_generate(bpy.types.Operator):
         s = context.scene.lalia
         obj = _target(context)
         arm = find_armature(obj)
-        bone = s.head_bone or guess_head_bone(arm)
+        bone = (s.head_bone or guess_head_bone(arm)) if s.animate_head else ""
         audio = _audio_path(context)
         kwargs = dict(emotion=emotion_dict(s) or None, emotion_from_voice=s.auto_emotion,
                       style=_style(context), steps=s.steps or None, seed=s.seed,

@@ -41,6 +41,7 @@ class LALIA_PT_main(bpy.types.Panel):
                 box.label(text="Missing: " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
             arm = find_armature(mesh)
             if arm is not None:
+                box.prop(s, "animate_head")
                 box.prop_search(s, "head_bone", arm.data, "bones", text="Head bone")
                 if not s.head_bone:
                     box.label(text=f"Default: {guess_head_bone(arm) or 'none'}")

@@ -46,6 +46,9 @@ class LaliaSettings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Quality (steps)", default=0, min=0, max=500,
                        description="Sampler steps; 0 = the model's default")
     head_bone: StringProperty(name="Head bone", description="Bone that receives head rotation")
+    animate_head: BoolProperty(name="Animate head", default=True,
+                               description="Key the head bone's rotation (off: face only, e.g. when the "
+                                           "game engine moves the head)")
     placement: EnumProperty(name="Place as", items=[
         ("NLA", "New NLA track", "Each generation on its own NLA track; earlier ones are kept, muted"),
         ("ASSIGN", "Active action", "Assign as the active action (the previous one is pushed to the NLA)")],

@@ -145,15 +145,6 @@ class Style:
 STYLE_FIELDS = tuple(f.name for f in fields(Style))
 
 
-def _lip_gap_model():
-    """Lip gap (m) of the bundled head as an affine function of the 52 weights."""
-    head = load_head()
-    up, lo = head.landmarks["upperLipInner"], head.landmarks["lowerLipInner"]
-    g0 = float(head.vertices[up, 2] - head.vertices[lo, 2])
-    dg = head.targets[:, up, 2] - head.targets[:, lo, 2]
-    return g0, dg.astype(np.float32)
-
-
 def _expand_phones(phones: list[Phone]) -> list[tuple[str, float, float, np.ndarray, float, float]]:
     """Phones -> articulation segments (name, start, end, target, dominance, spread)."""
     segs = []
@@ -269,9 +260,9 @@ def animate(phones: list[Phone], n_frames: int, emotion: np.ndarray, style: Styl
 
 def _close_lips(w: np.ndarray, closure: np.ndarray) -> np.ndarray:
     """On bilabials, raise mouthClose until the bundled head's lips touch (gap 0)."""
-    g0, dg = _lip_gap_model()
+    g0, dg = load_head().lip_gap_model()
     k = _K["mouthClose"]
-    gap = g0 + w @ dg  # metres, positive = open
+    gap = g0 + w @ dg  # mm, positive = open
     need = np.clip(gap / -dg[k], 0.0, 1.0)  # mouthClose that removes this gap
     w = w.copy()
     w[:, k] = np.clip(w[:, k] + closure * need, 0.0, 1.0)
@@ -280,12 +271,6 @@ def _close_lips(w: np.ndarray, closure: np.ndarray) -> np.ndarray:
         j = _K["mouthPress" + side]
         w[:, j] = np.clip(w[:, j] + 0.15 * closure, 0, 1)
     return w
-
-
-def lip_gap(weights: np.ndarray) -> np.ndarray:
-    """Lip gap in mm on the bundled head for T x 52 weights (used by tests and metrics)."""
-    g0, dg = _lip_gap_model()
-    return 1000.0 * (g0 + np.asarray(weights)[:, :52] @ dg)
 
 
 def _prosody_events(phones, T, energy, style, rng, fps):

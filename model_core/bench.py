@@ -5,15 +5,17 @@ same audio (the bundled real speech, repeated to length).
     the published denoiser size (8 layers, width 512, 8 heads, FFN 2048), random weights. Its
     speed doesn't depend on training, so a sample of its passes is timed and scaled by the pass
     count (stated in the output). It is given our speech features (its HuBERT isn't available).
-(b) the shipped model at its default sampler settings, end to end.
-Reported: wall time, real-time factor, the split (audio decoding / speech encoder / sampler /
-writing), peak memory, and the ratio (a)/(b) for the sampler.
+(b) our teacher (the guided model before distillation) at its default sampler settings.
+(c) the shipped default (the distilled student), end to end.
+Reported per run: wall time, real-time factor, the split (audio decoding / speech encoder /
+sampler / writing), peak memory during the run, and the ratios (a)/(c) and (b)/(c).
+`--long` adds 10 minutes of audio through (c), to show memory and time growing linearly.
 """
 from __future__ import annotations
 
-import json
-import resource
+import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,9 +24,35 @@ import torch
 
 from .networks import Denoiser, ModelConfig
 
+TEACHER_CHECKPOINT = Path(__file__).parent / "assets" / "teacher_model.safetensors"
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+class PeakMemory:
+    """Peak resident memory (MB) of this process while the block runs (sampled every 10 ms)."""
+
+    def __enter__(self):
+        self.peak, self._stop = _rss_mb(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+
+
+def _rss_mb() -> float:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    except OSError:  # not Linux: the process's peak so far
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 @torch.inference_mode()
@@ -33,11 +61,11 @@ def diffposetalk_sampler_seconds(n_frames: int, sample_passes: int = 6) -> dict:
     net = Denoiser(cfg).eval()
     B = 3  # the three guidance branches, batched as in the paper's code
     x = torch.randn(B, cfg.window, cfg.motion_dim)
-    kw = dict(audio=torch.randn(B, cfg.window, cfg.audio_dim), prev=torch.zeros(B, cfg.prev, cfg.motion_dim),
-              has_prev=torch.ones(B, dtype=torch.bool), emotion=torch.zeros(B, cfg.window, 8),
-              style=torch.zeros(B, cfg.style_dim), identity=torch.zeros(B, dtype=torch.long),
-              valid=torch.ones(B, cfg.window, dtype=torch.bool), audio_on=torch.ones(B, dtype=torch.bool),
-              emotion_on=torch.ones(B, dtype=torch.bool), style_on=torch.ones(B, dtype=torch.bool))
+    on = torch.ones(B, dtype=torch.bool)
+    kw = dict(audio=torch.randn(B, cfg.window, cfg.audio_dim), prior=torch.zeros(B, cfg.window, cfg.motion_dim),
+              prev=torch.zeros(B, cfg.prev, cfg.motion_dim), has_prev=on, emotion=torch.zeros(B, cfg.window, cfg.emotion_dim),
+              style=torch.zeros(B, cfg.style_dim), valid=torch.ones(B, cfg.window, dtype=torch.bool),
+              audio_on=on, emotion_on=on, style_on=on)
     net(x, torch.zeros(B, dtype=torch.long), **kw)  # warm-up
     t0 = time.perf_counter()
     for i in range(sample_passes):
@@ -50,53 +78,82 @@ def diffposetalk_sampler_seconds(n_frames: int, sample_passes: int = 6) -> dict:
             "method": f"timed {sample_passes} batched 3-branch passes, scaled to {passes} passes"}
 
 
-def run(seconds: float = 60.0, long: bool = False, generator=None) -> dict:
+def time_generation(gen, wav: Path, length: float, out_dir: Path) -> dict:
+    """One end-to-end run: decode, encode, sample, write an npz."""
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        motion = gen.generate(wav)
+        t1 = time.perf_counter()
+        motion.save(out_dir / "out.npz")
+        t2 = time.perf_counter()
+    tm = gen.last_timings
+    total = t2 - t0
+    return {"audio_seconds": length, "wall_seconds": round(total, 3), "real_time_factor": round(length / total, 1),
+            "split_seconds": {"audio_decoding": round(tm.audio, 3), "speech_encoder": round(tm.encoder, 3),
+                              "sampler": round(tm.sampler, 3), "writing": round(t2 - t1, 3)},
+            "sampler_share": round(tm.sampler / total, 3), "steps": gen.manifest["sampler"]["steps"],
+            "distilled": bool(gen.cfg.guidance_input), "peak_memory_MB": round(mem.peak, 0),
+            "frames": motion.num_frames}
+
+
+def run(seconds: float = 60.0, long: bool = False, student=None, teacher=None) -> dict:
     from .audio import load_audio, save_wav
     from .evaluate import SAMPLE_SPEECH
     from .generator import load_generator
     base = load_audio(SAMPLE_SPEECH)
-    report = {"torch_threads": torch.get_num_threads(), "runs": []}
-    lengths = [seconds] + ([600.0] if long else [])
-    gen = generator or load_generator()
+    report = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    student = student or load_generator()
+    teacher = teacher or (load_generator(TEACHER_CHECKPOINT) if TEACHER_CHECKPOINT.exists() else None)
     with tempfile.TemporaryDirectory() as tmp:
-        for length in lengths:
+        tmp = Path(tmp)
+        wavs = {}
+        for length in [seconds] + ([600.0] if long else []):
             audio = np.tile(base, int(np.ceil(length * 16000 / len(base))))[: int(length * 16000)]
-            wav = save_wav(Path(tmp) / f"speech_{int(length)}s.wav", audio)
-            gen.generate(audio[:16000 * 4], steps=1)  # warm-up (weights, caches)
-            t0 = time.perf_counter()
-            motion = gen.generate(wav)
-            t1 = time.perf_counter()
-            motion.save(Path(tmp) / "out.npz")
-            t2 = time.perf_counter()
-            tm = gen.last_timings
-            total = t2 - t0
-            ours = {"audio_seconds": length, "wall_seconds": round(total, 3),
-                    "real_time_factor": round(length / total, 1),
-                    "split_seconds": {"audio_decoding": round(tm.audio, 3), "speech_encoder": round(tm.encoder, 3),
-                                      "sampler": round(tm.sampler, 3), "writing": round(t2 - t1, 3)},
-                    "sampler_share": round(tm.sampler / total, 3), "steps": gen.manifest["sampler"]["steps"],
-                    "peak_memory_MB": round(_peak_mb(), 0)}
-            dpt = diffposetalk_sampler_seconds(motion.num_frames) if length == seconds else None
-            row = {"shipped": ours}
-            if dpt:
-                row["diffposetalk_config"] = dpt
-                row["sampler_speedup_vs_diffposetalk"] = round(dpt["sampler_seconds"] / tm.sampler, 0)
-                row["end_to_end_speedup_vs_diffposetalk"] = round(
-                    (dpt["sampler_seconds"] + tm.audio + tm.encoder) / total, 0)
-            report["runs"].append(row)
+            wavs[length] = save_wav(tmp / f"speech_{int(length)}s.wav", audio)
+        for g in (student, teacher):  # warm-up: weights, caches, thread pools
+            if g is not None:
+                g.encoder  # noqa: B018 (loads the speech encoder)
+                g.generate(base[:16000 * 4], steps=1)
+        shipped = time_generation(student, wavs[seconds], seconds, tmp)
+        report["shipped"] = shipped
+        dpt = diffposetalk_sampler_seconds(shipped["frames"])
+        report["diffposetalk_config"] = dpt
+        s = shipped["split_seconds"]
+        report["speedup_a_over_c"] = {
+            "sampler": round(dpt["sampler_seconds"] / max(s["sampler"], 1e-9), 0),
+            "end_to_end": round((dpt["sampler_seconds"] + s["audio_decoding"] + s["speech_encoder"])
+                                / shipped["wall_seconds"], 0)}
+        if teacher is not None:
+            t = time_generation(teacher, wavs[seconds], seconds, tmp)
+            report["teacher"] = t
+            report["speedup_b_over_c"] = {
+                "sampler": round(t["split_seconds"]["sampler"] / max(s["sampler"], 1e-9), 1),
+                "end_to_end": round(t["wall_seconds"] / shipped["wall_seconds"], 2)}
+        if long:
+            report["shipped_long"] = time_generation(student, wavs[600.0], 600.0, tmp)
+            r = report["shipped_long"]["wall_seconds"] / shipped["wall_seconds"]
+            report["long_over_short_time"] = round(r, 2)  # linear growth: ~10 for 600 s vs 60 s
     return report
 
 
 def print_table(report: dict) -> None:
-    for row in report["runs"]:
-        o = row["shipped"]
+    def line(label, o):
         s = o["split_seconds"]
-        print(f"{o['audio_seconds']:.0f} s of speech: {o['wall_seconds']:.2f} s end to end "
-              f"({o['real_time_factor']}x real time), {o['steps']} sampler steps, peak {o['peak_memory_MB']:.0f} MB")
-        print(f"  split: decode {s['audio_decoding']:.3f} s | speech encoder {s['speech_encoder']:.3f} s | "
+        print(f"{label}: {o['audio_seconds']:.0f} s of speech in {o['wall_seconds']:.2f} s "
+              f"({o['real_time_factor']}x real time), {o['steps']} step(s), peak {o['peak_memory_MB']:.0f} MB")
+        print(f"    decode {s['audio_decoding']:.3f} s | speech encoder {s['speech_encoder']:.3f} s | "
               f"sampler {s['sampler']:.3f} s ({100 * o['sampler_share']:.0f}%) | writing {s['writing']:.3f} s")
-        if "diffposetalk_config" in row:
-            d = row["diffposetalk_config"]
-            print(f"  DiffPoseTalk-configured sampler ({d['params_M']}M params): {d['sampler_seconds']:.0f} s "
-                  f"({d['method']}); sampler speed-up {row['sampler_speedup_vs_diffposetalk']:.0f}x, "
-                  f"end to end {row['end_to_end_speedup_vs_diffposetalk']:.0f}x")
+    d = report["diffposetalk_config"]
+    print(f"(a) DiffPoseTalk-configured sampler ({d['params_M']}M params, 500 DDPM steps x 3 branches): "
+          f"{d['sampler_seconds']:.0f} s ({d['method']})")
+    if "teacher" in report:
+        line("(b) teacher", report["teacher"])
+    line("(c) shipped", report["shipped"])
+    a = report["speedup_a_over_c"]
+    print(f"(a)/(c): sampler {a['sampler']:.0f}x, end to end {a['end_to_end']:.0f}x")
+    if "speedup_b_over_c" in report:
+        b = report["speedup_b_over_c"]
+        print(f"(b)/(c): sampler {b['sampler']}x, end to end {b['end_to_end']}x")
+    if "shipped_long" in report:
+        line("(c) shipped, 10 min", report["shipped_long"])
+        print(f"10 min / 1 min time: {report['long_over_short_time']} (10 = linear)")

@@ -24,6 +24,12 @@ REQUIRED_KEYS = ("format", "format_version", "channels", "fps", "model", "norm_m
                  "emotions", "sampler")
 
 
+def weights_sha256(path=None) -> str:
+    """sha256 of a checkpoint's weights file (reports name the model they measured)."""
+    import hashlib
+    return hashlib.sha256(Path(path or DEFAULT_CHECKPOINT).read_bytes()).hexdigest()
+
+
 def manifest_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 

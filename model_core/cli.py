@@ -1,4 +1,5 @@
-"""`python -m model_core ...`: corpus, assets, generate, train, eval, bench."""
+"""`python -m model_core ...`: corpus, assets, features, generate, train, distill, ship, eval, FLAME
+tools, bench."""
 from __future__ import annotations
 
 import argparse
@@ -95,8 +96,10 @@ def cmd_generate(a):
 def cmd_eval(a):
     from .evaluate import evaluate_corpus, evaluate_real_speech
     from .generator import load_generator
+    from .checkpoint import weights_sha256
     gen = load_generator(a.checkpoint)
-    report = {"checkpoint": str(a.checkpoint or "default"), "steps": a.steps or gen.manifest["sampler"]["steps"]}
+    report = {"checkpoint": str(a.checkpoint or "default"), "checkpoint_sha256": weights_sha256(a.checkpoint),
+              "steps": a.steps or gen.manifest["sampler"]["steps"]}
     if a.corpus:
         report["synthetic_test"] = evaluate_corpus(gen, a.corpus, max_takes=a.max_takes, steps=a.steps)
     report["real_speech"] = evaluate_real_speech(gen, steps=a.steps)
@@ -107,8 +110,51 @@ def cmd_eval(a):
 
 
 def cmd_ship(a):
+    from .checkpoint import DEFAULT_CHECKPOINT
     from .ship import ship
-    print(ship(a.checkpoint, a.corpus))
+    print(ship(a.checkpoint, a.corpus, out=Path(a.out) if a.out else DEFAULT_CHECKPOINT))
+
+
+def cmd_pick_student(a):
+    from .distill import pick_student
+    table = pick_student(a.teacher, a.students, a.corpus, a.table)
+    print(json.dumps(table, indent=1))
+
+
+def cmd_eval_controls(a):
+    from .checkpoint import weights_sha256
+    from .controls_eval import evaluate_controls
+    from .generator import load_generator
+    report = {"checkpoint": str(a.checkpoint or "default"), "checkpoint_sha256": weights_sha256(a.checkpoint),
+              **evaluate_controls(load_generator(a.checkpoint), a.corpus, takes=a.takes)}
+    text = json.dumps(report, indent=1)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text)
+
+
+def cmd_distill(a):
+    from .distill import DistillConfig, distill
+    cfg = DistillConfig(steps=a.iterations, batch=a.batch, lr=a.lr, threads=a.threads, max_minutes=a.max_minutes)
+    print(distill(a.teacher, a.corpus, a.out, a.steps, guidance=a.guidance, cfg=cfg))
+
+
+def cmd_flame_check(a):
+    """The ARKit -> FLAME retarget, checked on the bundled head with generated motion."""
+    from .flame import validate_retarget
+    from .generator import load_generator
+    from .evaluate import SAMPLE_SPEECH
+    motion = load_generator(a.checkpoint).generate(str(SAMPLE_SPEECH), emotion={"happy": 0.5}, seed=0)
+    report = validate_retarget(motion, n_components=a.components)
+    print(json.dumps(report, indent=1))
+    if a.out:
+        Path(a.out).write_text(json.dumps(report, indent=1))
+
+
+def cmd_flame_convert(a):
+    from .flame import load_flame
+    model = load_flame(a.model)
+    print(model.save_npz(a.out))
 
 
 def cmd_bench(a):
@@ -178,7 +224,47 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("ship", help="make a run's checkpoint the shipped default model")
     sh.add_argument("checkpoint")
     sh.add_argument("--corpus", required=True)
+    sh.add_argument("--out", default=None, help="default: the bundled default model")
     sh.set_defaults(func=cmd_ship)
+
+    ps = sub.add_parser("pick-student", help="measure teacher and students, ship the fastest good student")
+    ps.add_argument("teacher")
+    ps.add_argument("students", nargs="+")
+    ps.add_argument("--corpus", required=True)
+    ps.add_argument("--table", required=True, help="write the quality-per-steps table (JSON) here")
+    ps.set_defaults(func=cmd_pick_student)
+
+    ec = sub.add_parser("eval-controls", help="do the emotion and style controls mean what they say")
+    ec.add_argument("--corpus", required=True)
+    ec.add_argument("--checkpoint", default=None)
+    ec.add_argument("--takes", type=int, default=8)
+    ec.add_argument("--out", help="also write the JSON report here")
+    ec.set_defaults(func=cmd_eval_controls)
+
+    d = sub.add_parser("distill", help="one round of guidance or progressive distillation")
+    d.add_argument("teacher", help="the teacher checkpoint")
+    d.add_argument("--corpus", required=True)
+    d.add_argument("--out", required=True, help="the student checkpoint to write")
+    d.add_argument("--steps", type=int, required=True,
+                   help="the student's sampler steps (progressive: the teacher runs twice as many)")
+    d.add_argument("--guidance", action="store_true",
+                   help="guidance distillation: the guidance scales become inputs, same steps")
+    d.add_argument("--iterations", type=int, default=400)
+    d.add_argument("--batch", type=int, default=32)
+    d.add_argument("--lr", type=float, default=1e-4)
+    d.add_argument("--threads", type=int, default=0)
+    d.add_argument("--max-minutes", type=float, default=0.0)
+    d.set_defaults(func=cmd_distill)
+
+    fc = sub.add_parser("flame-check", help="check the ARKit -> FLAME retarget on the bundled head")
+    fc.add_argument("--checkpoint", default=None)
+    fc.add_argument("--components", type=int, default=40)
+    fc.add_argument("--out", help="also write the JSON report here")
+    fc.set_defaults(func=cmd_flame_check)
+    fv = sub.add_parser("flame-convert", help="a FLAME model pickle -> npz (read safely, no pickle after)")
+    fv.add_argument("model")
+    fv.add_argument("--out", required=True)
+    fv.set_defaults(func=cmd_flame_convert)
 
     bn = sub.add_parser("bench", help="speed benchmark against a DiffPoseTalk-configured sampler")
     bn.add_argument("--seconds", type=float, default=60.0)

@@ -50,7 +50,6 @@ class VertexMetrics:
         self.h = h
         self.lips = h.lip_vertices
         self.upper = h.upper_face_vertices
-        self.up, self.lo = h.landmarks["upperLipInner"], h.landmarks["lowerLipInner"]
 
     def verts(self, w: np.ndarray, idx) -> np.ndarray:
         """T x 52 weights -> T x |idx| x 3 vertices in mm."""
@@ -59,8 +58,7 @@ class VertexMetrics:
 
     def gap(self, w: np.ndarray) -> np.ndarray:
         """Inner lip gap (mm) per frame."""
-        v = self.verts(w, [self.up, self.lo])
-        return v[:, 0, 2] - v[:, 1, 2]
+        return self.h.lip_gap(w)
 
     def lve(self, pred, gt) -> float:
         return float(np.linalg.norm(self.verts(pred, self.lips) - self.verts(gt, self.lips), axis=-1).max(1).mean())
@@ -183,7 +181,9 @@ def evaluate_corpus(generator, corpus_root, max_takes: int = 24, steps: int | No
     for i, take in enumerate(corpus.takes("test")):
         if i >= max_takes:
             break
-        preds = [generator.generate(take.audio, emotion=take.emotion, steps=steps, seed=s).values for s in seeds]
+        # the average style: each take has its own speaker's style, which the audio doesn't tell
+        preds = [generator.generate(take.audio, emotion=take.emotion, steps=steps, seed=s, style="average").values
+                 for s in seeds]
         pred, gt = preds[0], take.motion
         T = min(len(pred), len(gt))
         pred, gt = pred[:T], gt[:T]

@@ -90,12 +90,16 @@ class Generator:
         return self._encoder
 
     # ---- conditions -------------------------------------------------------------------
+    def average_style(self) -> torch.Tensor | None:
+        """The mean talking identity: a central style the sliders can move from."""
+        return self.model.identities.embeddings.mean(0) if self.cfg.n_identities else None
+
     def style_vector(self, style, feats: torch.Tensor | None = None) -> torch.Tensor | None:
         """The style condition: None or "auto" (match the audio to the identity library),
-        "average" (no style condition), a preset name, a motion file (npz/csv/json), a Motion,
-        or a raw vector. Returns None for "no style condition"."""
+        "average" (the mean identity), a preset name, a motion file (npz/csv/json), a Motion,
+        or a raw vector. Returns None for "no style condition" (models without identities)."""
         if isinstance(style, str) and style.lower() in ("average", "none", ""):
-            return None
+            return self.average_style()
         if style is None or (isinstance(style, str) and style.lower() == "auto"):
             if feats is None or self.cfg.n_identities == 0:
                 return None
@@ -150,8 +154,8 @@ class Generator:
                 raise LaliaError(f"{k} must be between 0 and 2, got {v}")
         if not moves:
             return style
-        if style is None:  # no style: move from the average identity
-            style = self.model.identities.embeddings.mean(0)
+        if style is None:
+            raise LaliaError("This model has no style space to move in; leave the style sliders at 1")
         for k, v in moves.items():
             if k not in self.slider_directions:
                 raise LaliaError(f"This model has no '{k}' slider (it has: "
@@ -207,6 +211,7 @@ class Generator:
         scales = {**defaults.get("guidance", {}), **(guidance or {})}
         timesteps = spaced_timesteps(self.cfg.num_train_steps, steps)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        t0 = time.perf_counter()  # "sampler" time includes the priors
         # the decoupled priors (with the emotion code, and neutral for the no-emotion branch)
         c_hat = self.model.content_prior(f[None])
         priors = (self.model.vae.decode(c_hat, code[None])[0],
@@ -214,7 +219,6 @@ class Generator:
         N, P, C = self.cfg.window, self.cfg.prev, self.cfg.motion_dim
         O = min(OVERLAP, N // 4)
         out = torch.zeros(T, C, device=dev)
-        t0 = time.perf_counter()
         # windows overlap by O frames; each is conditioned on the P frames before it and
         # cross-faded into the previous one over the overlap (no jump at window boundaries)
         starts = self.window_starts(T)

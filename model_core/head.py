@@ -53,6 +53,18 @@ class HeadAsset:
     lip_vertices: np.ndarray    # indices of the lip region (LVE)
     upper_face_vertices: np.ndarray  # indices above the mouth (FDD)
 
+    def lip_gap_model(self) -> tuple[float, np.ndarray]:
+        """The inner lip gap (mm, upper minus lower lip height on the midline) is affine in the
+        ARKit weights: gap = g0 + w @ dg. Returns (g0, dg (52,))."""
+        up, lo = self.landmarks["upperLipInner"], self.landmarks["lowerLipInner"]
+        return (float(self.vertices[up, 2] - self.vertices[lo, 2]) * 1000.0,
+                ((self.targets[:, up, 2] - self.targets[:, lo, 2]) * 1000.0).astype(np.float32))
+
+    def lip_gap(self, weights: np.ndarray) -> np.ndarray:
+        """Inner lip gap in mm for weights (T x >=52, or 52)."""
+        g0, dg = self.lip_gap_model()
+        return g0 + np.asarray(weights)[..., :52] @ dg
+
     def deform(self, weights: np.ndarray) -> np.ndarray:
         """Vertices for ARKit weights (T x 52 or 52,) -> T x V x 3 (or V x 3)."""
         w = np.asarray(weights, np.float32)

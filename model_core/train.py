@@ -107,10 +107,8 @@ class VertexBasis(nn.Module):
         idx = np.unique(np.concatenate([head.lip_vertices, list(head.landmarks.values())]))
         basis = head.targets[:, idx, :].reshape(52, -1) * 1000.0
         self.register_buffer("basis", torch.from_numpy(basis.astype(np.float32)), persistent=False)
-        up, lo = head.landmarks["upperLipInner"], head.landmarks["lowerLipInner"]
-        self.gap0 = float(head.vertices[up, 2] - head.vertices[lo, 2]) * 1000.0
-        dg = (head.targets[:, up, 2] - head.targets[:, lo, 2]) * 1000.0
-        self.register_buffer("gap_basis", torch.from_numpy(dg.astype(np.float32)), persistent=False)
+        self.gap0, dg = head.lip_gap_model()
+        self.register_buffer("gap_basis", torch.from_numpy(dg), persistent=False)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return (w @ self.basis).unflatten(-1, (-1, 3))
@@ -136,6 +134,35 @@ def _window_labels(emotion: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     k = mean.argmax(-1)
     level = (mean.max(-1).values * 3).clamp(max=2.99).long()
     return k * 3 + level
+
+
+def denoiser_conditions(m: LaliaModel, b: dict, cfg: TrainConfig, *, mu_e: torch.Tensor,
+                        c_hat: torch.Tensor, style: torch.Tensor, dropout: bool = True) -> dict:
+    """The denoiser's conditions for a batch (everything but x_t and t), as at inference.
+
+    Emotion code: from the labels' prototypes or from the motion's AD-VAE code (detached). The
+    decoupled prior is rendered with it (neutral when emotion is off). Style: the reference
+    clip's style vector or the speaker's identity embedding. With `dropout`, conditions are
+    dropped for classifier-free guidance (speech 10%; style and emotion on top); without it all
+    are on but style, which stays off for half the batch (students learn both cases)."""
+    B = len(b["x0"])
+    r = torch.rand(B, 5, device=b["x0"].device)
+    if dropout:
+        audio_on = r[:, 0] >= cfg.p_drop_audio
+        style_on = audio_on & (r[:, 1] >= cfg.p_drop_style)
+        emotion_on = audio_on & (r[:, 2] >= cfg.p_drop_emotion)
+    else:
+        audio_on = emotion_on = torch.ones(B, dtype=torch.bool, device=r.device)
+        style_on = r[:, 1] >= 0.5
+    from_labels = b["emotion_known"] & (r[:, 3] < cfg.p_emotion_from_labels)
+    code = torch.where(from_labels.view(B, 1, 1), m.vae.emotion_code(b["emotion"]), mu_e).detach()
+    prior_code = torch.where(emotion_on.view(B, 1, 1), code, m.neutral_code().detach().expand_as(code))
+    ids = b["identity"]
+    use_id = (ids >= 0) & (r[:, 4] < cfg.p_identity)
+    cond_style = torch.where(use_id.view(B, 1), m.identities.embeddings[ids.clamp(min=0)], style)
+    return dict(audio=b["audio"], prior=m.vae.decode(c_hat, prior_code).detach(), prev=b["prev"],
+                has_prev=b["has_prev"], emotion=code, style=cond_style, valid=b["valid"],
+                audio_on=audio_on, emotion_on=emotion_on, style_on=style_on)
 
 
 class Objective(nn.Module):
@@ -213,29 +240,12 @@ class Objective(nn.Module):
         rendered = m.vae.decode(c_hat, mu_e.detach())
         losses["prior"] = _masked_mse(c_hat, mu_c.detach(), vm) + _masked_mse(rendered, x0, vm) + \
             self.face_losses(rendered, x0, vm)["lip_gap"]
-
-        # conditions, with classifier-free guidance dropout
-        r = torch.rand(B, 5, device=dev)
-        audio_on = r[:, 0] >= cfg.p_drop_audio
-        style_on = audio_on & (r[:, 1] >= cfg.p_drop_style)
-        emotion_on = audio_on & (r[:, 2] >= cfg.p_drop_emotion)
-        from_labels = b["emotion_known"] & (r[:, 3] < cfg.p_emotion_from_labels)
-        code = torch.where(from_labels.view(B, 1, 1), m.vae.emotion_code(b["emotion"]), mu_e).detach()
-        prior_code = torch.where(emotion_on.view(B, 1, 1), code, m.neutral_code().detach().expand_as(code))
-        prior = m.vae.decode(c_hat, prior_code).detach()
-        # style: a reference clip of the same speaker, or the speaker's identity embedding
         style = m.style_encoder(b["ref"], b["ref_valid"])
-        ids = b["identity"]
-        known_id = ids >= 0
-        ident = m.identities.embeddings[ids.clamp(min=0)]
-        use_id = known_id & (r[:, 4] < cfg.p_identity)
-        cond_style = torch.where(use_id.view(B, 1), ident, style)
+        cond = denoiser_conditions(m, b, cfg, mu_e=mu_e, c_hat=c_hat, style=style)
 
         t = torch.randint(0, self.schedule.num_steps, (B,), device=dev)
         x_t = self.schedule.add_noise(x0, torch.randn_like(x0), t)
-        pred = m.denoiser(x_t, t, audio=b["audio"], prior=prior, prev=b["prev"], has_prev=b["has_prev"],
-                          emotion=code, style=cond_style, valid=valid, audio_on=audio_on,
-                          emotion_on=emotion_on, style_on=style_on)
+        pred = m.denoiser(x_t, t, **cond)
         losses["x0"] = _masked_mse(pred, x0, vm)
         losses.update(self.face_losses(pred, x0, vm))
         vel_m = (valid[:, 1:] & valid[:, :-1]).unsqueeze(-1).float()
@@ -253,10 +263,12 @@ class Objective(nn.Module):
         # style encoder (NT-Xent over speakers); identities sit in the style space and are
         # matched from the audio contrastively (DiffusionTalker)
         losses["style"] = nt_xent(style, b["speaker"])
+        ids = b["identity"]
+        known_id = ids >= 0
         if known_id.any():
             q = m.identities.audio_embedding(b["audio"], valid)[known_id]
             losses["identity"] = F.cross_entropy(m.identities.logits(q), ids[known_id]) + \
-                F.mse_loss(ident[known_id], style[known_id].detach())
+                F.mse_loss(m.identities.embeddings[ids[known_id]], style[known_id].detach())
         else:
             losses["identity"] = style.sum() * 0
         ve = m.voice_emotion(b["audio"])

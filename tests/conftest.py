@@ -19,6 +19,38 @@ def tiny_corpus(tmp_path_factory):
     return root
 
 
+TINY_TRAIN = """
+corpus = "{corpus}"
+run_dir = "{run}"
+steps = {steps}
+batch = 4
+warmup = 2
+log_every = 1
+val_every = 2
+ckpt_every = 2
+threads = 1
+
+[model]
+d_model = 32
+layers = 1
+heads = 2
+ffn = 64
+style_dim = 16
+style_layers = 1
+vae_hidden = 16
+"""
+
+
+@pytest.fixture
+def train_config(tmp_path):
+    """make(corpus, steps, name) -> a tiny training config (runs in seconds) under tmp_path."""
+    def make(corpus, steps, name="run"):
+        p = tmp_path / f"{name}_{steps}.toml"
+        p.write_text(TINY_TRAIN.format(corpus=corpus, run=tmp_path / name, steps=steps))
+        return p
+    return make
+
+
 @pytest.fixture(scope="session")
 def sample_audio():
     from model_core.audio import load_audio

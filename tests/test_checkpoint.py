@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from model_core.checkpoint import load_checkpoint, manifest_path, read_manifest, save_checkpoint
+from model_core.checkpoint import FORMAT_VERSION, load_checkpoint, manifest_path, read_manifest, save_checkpoint
 from model_core.errors import LaliaError
 from model_core.networks import LaliaModel, ModelConfig
 
@@ -25,7 +25,7 @@ def test_roundtrip_without_pickle(ckpt):
     path, m = ckpt
     assert path.read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
     model, manifest, extra = load_checkpoint(path)
-    assert manifest["format_version"] == 1 and "preset.x" in extra
+    assert manifest["format_version"] == FORMAT_VERSION and "preset.x" in extra
     for k, v in m.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v)
 

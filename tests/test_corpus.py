@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from model_core.animator import EMOTIONS, Style, animate, emotion_prosody, frame_energy, lip_gap
+from model_core.animator import EMOTIONS, Style, animate, emotion_prosody, frame_energy
+from model_core.head import load_head
 from model_core.corpus import HOP, Corpus, Speaker, build_corpus, make_speakers, make_take, stable_split
 from model_core.errors import LaliaError
 from model_core.motion import ARKIT_INDEX
@@ -50,7 +51,7 @@ def _animate(text, emotion="neutral", seed=0):
 
 def test_lips_close_on_bilabials_and_open_on_vowels():
     u, m = _animate("Peter bought a big map of my pet moose.")
-    gap = lip_gap(m.values)
+    gap = load_head().lip_gap(m.values)
     for p in u.phones:
         frames = range(int(p.start * 25 - 0.5), int(np.ceil(p.end * 25 + 0.5)) + 1)
         seg = gap[[f for f in frames if 0 <= f < len(gap)]]

@@ -68,28 +68,52 @@ def test_emotion_curve_over_time(generator, clip):
     assert smile[180:].mean() > smile[:120].mean() + 0.2
 
 
-def test_style_presets_and_reference(generator, clip, tmp_path):
+def test_style_presets_reference_and_identity_match(generator, clip, tmp_path):
     assert len(generator.presets) >= 6
-    base = generator.generate(clip, seed=0)
+    base = generator.generate(clip, seed=0, style="average")
     styled = generator.generate(clip, seed=0, style="animated")
     assert np.abs(styled.values - base.values).mean() > 1e-3
     ref = tmp_path / "ref.npz"
-    base.save(ref)
+    styled.save(ref)
     from_ref = generator.generate(clip, seed=0, style=str(ref))
     assert from_ref.values.shape == base.values.shape
+    # no style given: the voice is matched to the identity library
+    auto = generator.generate(clip, seed=0)
+    ids = generator.last_info["identities"]
+    assert len(ids) == 3 and abs(sum(i["weight"] for i in ids) - 1) < 1e-3
+    assert all(i["speaker"] in generator.manifest["identities"] for i in ids)
+    assert np.abs(auto.values - base.values).mean() > 1e-3
 
 
-def test_intensity_sliders(generator, clip):
-    m1 = generator.generate(clip, seed=0)
-    m0 = generator.generate(clip, seed=0, head_motion=0.0)
-    assert np.abs(m0.values[:, 52:]).max() == 0
-    m2 = generator.generate(clip, seed=0, head_motion=2.0)
-    assert np.abs(m2.values[:, 52:]).mean() > 1.9 * np.abs(m1.values[:, 52:]).mean()
+def test_emotion_from_reference_motion(generator, clip):
+    """The AD-VAE's emotion code of a happy reference makes the face happy."""
+    from model_core.animator import Style, animate
+    from model_core.tts import synthesize
+    u = synthesize("What a lovely morning it is.", {"engine": "espeak", "name": "en-us", "rate": 160, "pitch": 50,
+                                                    "range": 50}, {"pitch": 1.0, "range": 1.0, "rate": 1.0})
+    T = int(u.duration * 25)
+    happy = animate(u.phones, T, np.tile(np.eye(8)[1], (T, 1)), Style(), np.random.default_rng(0))
+    neutral = generator.generate(clip, emotion={"neutral": 1.0})
+    copied = generator.generate(clip, emotion_reference=happy)
+    smile = lambda m: (m.channel("mouthSmileLeft") + m.channel("mouthSmileRight")).mean()
+    assert smile(copied) > smile(neutral) + 0.2
+
+
+def test_style_sliders_move_their_property(generator, clip):
+    from model_core.controls_eval import SLIDER_MEASURES
+    from model_core.evaluate import VertexMetrics
+    vm = VertexMetrics()
+    for name in ("head_motion", "expressiveness", "brow_activity"):
+        measure = SLIDER_MEASURES[name][1]
+        low, mid, high = (measure(generator.generate(clip, seed=0, style="average", **{name: v}).values, vm)
+                          for v in (0.0, 1.0, 2.0))
+        assert low < mid < high, (name, low, mid, high)
 
 
 @pytest.mark.parametrize("kwargs,msg", [
     (dict(emotion={"joyful": 1.0}), "Unknown emotion"), (dict(emotion={"happy": 1.5}), "between 0 and 1"),
     (dict(style="no-such-style"), "neither a preset"), (dict(head_motion=3.0), "between 0 and 2"),
+    (dict(blink_rate=-1.0), "between 0 and 2"), (dict(emotion_reference="/nonexistent.npz"), "not found"),
     (dict(sampler="euler"), "Unknown sampler")])
 def test_bad_settings_are_clear_errors(generator, clip, kwargs, msg):
     with pytest.raises(LaliaError, match=msg):

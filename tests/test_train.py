@@ -10,35 +10,8 @@ from model_core.errors import LaliaError
 from model_core.train import load_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = """
-corpus = "{corpus}"
-run_dir = "{run}"
-steps = {steps}
-batch = 4
-warmup = 2
-log_every = 1
-val_every = 2
-ckpt_every = 2
-threads = 1
-
-[model]
-d_model = 32
-layers = 1
-heads = 2
-ffn = 64
-style_dim = 16
-style_layers = 1
-"""
-
-
-def _config(tmp_path, corpus, steps, name="run"):
-    p = tmp_path / f"{name}_{steps}.toml"
-    p.write_text(TINY.format(corpus=corpus, run=tmp_path / name, steps=steps))
-    return p
-
-
-def test_train_writes_checkpoints_and_resumes(tmp_path, tiny_corpus):
-    final = train(_config(tmp_path, tiny_corpus, 3))
+def test_train_writes_checkpoints_and_resumes(tmp_path, tiny_corpus, train_config):
+    final = train(train_config(tiny_corpus, 3))
     state = json.loads((tmp_path / "run" / "last.json").read_text())["train_state"]
     assert state["step"] == 3
     losses = [h for h in state["history"] if "x0" in h and "val" not in h]
@@ -46,23 +19,23 @@ def test_train_writes_checkpoints_and_resumes(tmp_path, tiny_corpus):
     assert any("val" in h for h in state["history"])
     man = json.loads(final.with_suffix(".json").read_text())
     assert len(man["norm_mean"]) == 55 and man["training"]["corpus_manifest"]["seed"] == 7
-    train(_config(tmp_path, tiny_corpus, 5))  # resumes from step 3
+    train(train_config(tiny_corpus, 5))  # resumes from step 3
     state = json.loads((tmp_path / "run" / "last.json").read_text())["train_state"]
     assert state["step"] == 5
     assert [h["step"] for h in state["history"] if "x0" in h and "val" not in h][:3] == [1, 2, 3]
 
 
-def test_trained_checkpoint_generates(tmp_path, tiny_corpus, sample_audio):
+def test_trained_checkpoint_generates(tmp_path, tiny_corpus, sample_audio, train_config):
     from model_core.generator import Generator
     from model_core.checkpoint import load_checkpoint
-    final = train(_config(tmp_path, tiny_corpus, 2, "gen"))
+    final = train(train_config(tiny_corpus, 2, "gen"))
     model, manifest, extra = load_checkpoint(final)
     m = Generator(model, manifest, extra).generate(sample_audio[:16000 * 3], steps=2)
     assert m.values.shape == (75, 55)
 
 
-def test_ddp_with_two_cpu_processes(tmp_path, tiny_corpus):
-    cfg = _config(tmp_path, tiny_corpus, 2, "ddp")
+def test_ddp_with_two_cpu_processes(tmp_path, tiny_corpus, train_config):
+    cfg = train_config(tiny_corpus, 2, "ddp")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "--master_port", "29531", "-m", "model_core", "train", str(cfg)],
@@ -81,7 +54,7 @@ def test_bad_config(tmp_path):
         load_config(tmp_path / "none.toml")
 
 
-def test_train_on_imported_flame_data(tmp_path, sample_audio):
+def test_train_on_imported_flame_data(tmp_path, sample_audio, train_config):
     """A FLAME-parameter dataset (wav + npz pairs) imports into a corpus and trains."""
     import numpy as np
     import soundfile as sf
@@ -98,5 +71,5 @@ def test_train_on_imported_flame_data(tmp_path, sample_audio):
     corpus = tmp_path / "corpus"
     import_dataset("flame-npz", src, corpus, val_share=0.25, test_share=0.0)
     cache_features(corpus)
-    m = json.loads(train(_config(tmp_path, corpus, 2, "flame")).with_suffix(".json").read_text())
+    m = json.loads(train(train_config(corpus, 2, "flame")).with_suffix(".json").read_text())
     assert m["channels"][0] == "Exp1" and len(m["norm_mean"]) == 56

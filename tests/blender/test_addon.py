@@ -157,7 +157,7 @@ def test_render_bilabial_vs_vowel(scene, addon, speech_wav, tmp_path):
     from model_core.evaluate import VertexMetrics
     obj = _head(scene)
     scene.lalia.audio_path = str(speech_wav)
-    scene.lalia.head_motion = 0.0  # a still head: only the face changes between the two renders
+    scene.lalia.animate_head = False  # a still head: only the face changes between the two renders
     bpy.ops.lalia.generate()
     key = obj.data.shape_keys.key_blocks
     vm = VertexMetrics()
@@ -233,3 +233,89 @@ def test_partial_arkit_rig_gets_the_shapes_it_has(scene, speech_wav):
     else:
         paths = {fc.data_path for fc in act.fcurves}
     assert paths == {'key_blocks["JawOpen"].value', 'key_blocks["eyeBlink_L"].value', 'key_blocks["mouthSmile_R"].value'}
+
+
+# ---- FLAME heads ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def flame_pkl(tmp_path_factory):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from flame_fixture import write_flame_pickle
+    return write_flame_pickle(tmp_path_factory.mktemp("flame") / "generic_model.pkl", n_exp=50)
+
+
+def test_import_flame_head(scene, flame_pkl):
+    bpy.ops.lalia.import_flame_head(filepath=str(flame_pkl), shape_keys=10)
+    obj = bpy.context.active_object
+    keys = obj.data.shape_keys.key_blocks
+    names = [k.name for k in keys]
+    assert names[0] == "Basis" and names[1:11] == [f"Shape{i}" for i in range(1, 11)]
+    assert names[11:61] == [f"Exp{i}" for i in range(1, 51)] and names[61:] == [f"Pose{i}" for i in range(1, 37)]
+    assert keys["Exp7"].slider_min == -10 and keys["Exp7"].slider_max == 10
+    arm = obj.parent
+    assert [b.name for b in arm.data.bones] == ["root", "neck", "jaw", "left_eye", "right_eye"]
+    assert arm.data.bones["jaw"].parent.name == "neck" and {g.name for g in obj.vertex_groups} >= {"jaw", "neck"}
+    assert "chumpy" not in sys.modules
+    assert scene.lalia.head_bone == "neck"
+
+
+@pytest.mark.parametrize("case", ["evil", "truncated", "not_flame"])
+def test_bad_flame_file_builds_nothing(scene, flame_pkl, tmp_path, case):
+    import pickle
+    p = tmp_path / "bad.pkl"
+    if case == "evil":
+        class Evil:
+            def __reduce__(self):
+                return (os.system, ("touch /tmp/lalia_pwned_in_blender",))
+        p.write_bytes(pickle.dumps({"v_template": Evil()}, protocol=2))
+    elif case == "truncated":
+        p.write_bytes(flame_pkl.read_bytes()[:5000])
+    else:
+        p.write_bytes(pickle.dumps({"hello": np.zeros(3)}, protocol=2))
+    before = (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.armatures))
+    with pytest.raises(RuntimeError) as e:
+        bpy.ops.lalia.import_flame_head(filepath=str(p))
+    assert "Traceback" not in str(e.value)
+    assert (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.armatures)) == before
+    assert not os.path.exists("/tmp/lalia_pwned_in_blender")
+
+
+def test_generate_on_flame_head_through_the_retarget(scene, addon, flame_pkl, speech_wav, tmp_path):
+    """The default ARKit model drives a FLAME head: Exp keys, jaw and eyes get the retargeted
+    values, and an FBX round trip keeps the Exp curves."""
+    bpy.ops.lalia.import_flame_head(filepath=str(flame_pkl), shape_keys=0, pose_correctives=False)
+    obj = bpy.context.active_object
+    s = scene.lalia
+    s.audio_path = str(speech_wav)
+    bpy.ops.lalia.generate()
+    cached = obj[addon.flame_rig.RETARGET_PROP]
+    assert cached["n_exp"] == 50 and cached["pairs"] > 1000
+    motion = addon.engine.generator().generate(str(speech_wav), seed=0)
+    fm = addon.operators.motion_for_rig(motion, obj, obj.parent).resample(30.0)
+    key = obj.data.shape_keys.key_blocks
+    jaw = obj.parent.pose.bones["jaw"]
+    R = addon.flame_rig.flame_axis_angle_to_armature(fm.select(("jawRotX", "jawRotY", "jawRotZ")).values)
+    Q = addon.rig.local_quaternions(R, jaw.bone)
+    for f in (5, 60, 150):
+        scene.frame_set(f)
+        for n in ("Exp1", "Exp2", "Exp30"):
+            assert abs(key[n].value - fm.channel(n)[f - 1]) < 2e-3, (n, f)
+        q = np.array(jaw.rotation_quaternion)
+        assert min(np.abs(q - Q[f - 1]).max(), np.abs(q + Q[f - 1]).max()) < 2e-3
+    assert np.ptp(fm.channel("jawRotX")) > 0.05  # the jaw really moves (radians)
+    expect = {}
+    for f in (20, 90):
+        scene.frame_set(f)
+        expect[f] = {n: key[n].value for n in ("Exp1", "Exp5")}
+    fbx = tmp_path / "flame.fbx"
+    bpy.ops.lalia.export_fbx(filepath=str(fbx), preset="UNREAL")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.context.scene.render.fps = 30
+    bpy.ops.import_scene.fbx(filepath=str(fbx), anim_offset=0)
+    mesh = next(o for o in bpy.context.scene.objects if o.type == "MESH")
+    kb = mesh.data.shape_keys.key_blocks
+    for k in kb:  # re-imported keys get Blender's default 0..1 range: FLAME values are PCA units
+        k.slider_min, k.slider_max = -10, 10
+    for f, vals in expect.items():
+        bpy.context.scene.frame_set(f)
+        for n, v in vals.items():
+            assert abs(kb[n].value - v) < 2e-3, (n, f, kb[n].value, v)

@@ -1,0 +1,253 @@
+"""Do the controls mean what they say? `python -m model_core eval-controls --corpus DIR`.
+
+- Emotion keeps the words: at intensity 1 for each emotion, bilabial closure and the
+  correlation of mouth opening with the neutral rendition (same audio and seed), against the
+  neutral rendition's own closure and its correlation with another seed.
+- Emotion is recognisable: an emotion classifier trained on the corpus's motion (train split,
+  clips of 2 s) names the generated emotion on held-out takes; its confidence over intensity.
+- Style follows the reference: across held-out speakers, head-motion and articulation
+  amplitude of motion generated from one take's audio with another take of the same speaker
+  as the style reference, correlated with the reference's own amplitudes.
+- Sliders: each style slider from 0 to 2 in 5 steps, its property measured on the output.
+- AD-VAE swap: content codes of one clip with the emotion codes of another decode to the
+  second clip's emotion (classifier) and the first clip's mouth (lip-gap correlation).
+- Identity library: how often a clip of a training speaker is matched to that speaker.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from .animator import EMOTIONS
+from .corpus import Corpus
+from .evaluate import VertexMetrics, bilabial_closure
+from .motion import ARKIT_NAMES
+
+log = logging.getLogger(__name__)
+CLIP = 50  # frames per classifier clip (2 s)
+SLIDER_STEPS = (0.0, 0.5, 1.0, 1.5, 2.0)
+
+
+def clip_features(w: np.ndarray) -> np.ndarray:
+    """T x 52 weights -> per 2 s clip: mean and std of each channel (n_clips x 104)."""
+    n = len(w) // CLIP
+    c = w[: n * CLIP, :52].reshape(n, CLIP, 52)
+    return np.concatenate([c.mean(1), c.std(1)], 1)
+
+
+class EmotionClassifier:
+    """Multinomial logistic regression on clip statistics, trained on corpus motion clips whose
+    emotion is clear (one emotion above 0.5 for the whole clip, or neutral)."""
+
+    def __init__(self, corpus: Corpus, split: str = "train", max_takes: int = 400, seed: int = 0):
+        X, y = [], []
+        for i, take in enumerate(corpus.takes(split)):
+            if i >= max_takes:
+                break
+            f = clip_features(take.motion)
+            n = len(f)
+            e = take.emotion[: n * CLIP].reshape(n, CLIP, 8)
+            lo = e.min(1)  # the emotion held through the clip
+            for j in range(n):
+                k = int(np.argmax(lo[j]))
+                if lo[j, k] > (0.9 if k == 0 else 0.5):
+                    X.append(f[j])
+                    y.append(k)
+        X, y = np.array(X, np.float32), np.array(y)
+        self.mu, self.sd = X.mean(0), X.std(0) + 1e-4
+        Xt = torch.from_numpy((X - self.mu) / self.sd)
+        yt = torch.from_numpy(y)
+        torch.manual_seed(seed)
+        lin = torch.nn.Linear(X.shape[1], 8)
+        opt = torch.optim.LBFGS(lin.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(lin(Xt), yt) + 1e-3 * lin.weight.pow(2).sum()
+            loss.backward()
+            return loss
+        opt.step(closure)
+        self.lin = lin
+        self.train_accuracy = float((self.predict_proba(X, normalised=True).argmax(1) == y).mean())
+        self.counts = np.bincount(y, minlength=8).tolist()
+
+    def predict_proba(self, feats: np.ndarray, normalised: bool = False) -> np.ndarray:
+        x = feats if normalised else (feats - self.mu) / self.sd
+        with torch.no_grad():
+            return torch.softmax(self.lin(torch.from_numpy(np.asarray(x, np.float32))), -1).numpy()
+
+
+def emotion_recognition(gen, test_takes, clf: EmotionClassifier, seed: int = 0) -> dict:
+    """Share of 2 s clips the classifier assigns to the requested emotion, at intensity 1."""
+    out = {}
+    for k, e in enumerate(EMOTIONS):
+        hits = [clf.predict_proba(clip_features(gen.generate(t.audio, emotion={e: 1.0}, seed=seed).values)).argmax(1) == k
+                for t in test_takes]
+        out[e] = round(float(np.concatenate(hits).mean()), 3)
+    return out
+
+
+def _amplitudes(values: np.ndarray, vm: VertexMetrics) -> tuple[float, float]:
+    """(head-motion amplitude: mean std of the head angles in degrees, articulation: std of
+    the lip gap in mm)."""
+    return float(np.degrees(values[:, 52:55]).std(0).mean()), float(vm.gap(values).std())
+
+
+def _blinks_per_minute(values: np.ndarray, fps: float = 25.0) -> float:
+    b = values[:, ARKIT_NAMES.index("eyeBlinkLeft")] > 0.5
+    return float((b[1:] & ~b[:-1]).sum() / (len(b) / fps / 60))
+
+
+def _brows(values: np.ndarray) -> float:
+    idx = [ARKIT_NAMES.index(n) for n in ("browInnerUp", "browOuterUpLeft", "browOuterUpRight")]
+    return float(values[:, idx].mean())
+
+
+SLIDER_MEASURES = {
+    "head_motion": ("head angle std (deg)", lambda v, vm: _amplitudes(v, vm)[0]),
+    "expressiveness": ("lip gap std (mm)", lambda v, vm: _amplitudes(v, vm)[1]),
+    "brow_activity": ("mean brow raise", lambda v, vm: _brows(v)),
+    "blink_rate": ("blinks per minute", lambda v, vm: _blinks_per_minute(v)),
+}
+
+
+def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
+    corpus = Corpus(corpus_root)
+    vm = VertexMetrics()
+    clf = EmotionClassifier(corpus)
+    test = [t for _, t in zip(range(takes), corpus.takes("test"))]
+    report = {"classifier": {"train_accuracy": round(clf.train_accuracy, 3), "train_clips": clf.counts}}
+
+    # ---- emotion keeps the words, and is recognisable
+    words, recog = {}, {}
+    intensity_curve = {e: [] for e in EMOTIONS[1:]}
+    n_bil = 0
+    for take in test:
+        audio = take.audio
+        neutral = gen.generate(audio, emotion={"neutral": 1.0}, seed=seed).values
+        neutral2 = gen.generate(audio, emotion={"neutral": 1.0}, seed=seed + 1).values
+        T = min(len(neutral), len(take.motion))
+        g0, g1 = vm.gap(neutral[:T]), vm.gap(neutral2[:T])
+        c0, nb = bilabial_closure(g0, take.phones)
+        n_bil += nb
+        base_corr = float(np.corrcoef(g0, g1)[0, 1])
+        words.setdefault("neutral", []).append((c0 * nb, base_corr, nb))
+        recog.setdefault("neutral", []).append(clf.predict_proba(clip_features(neutral)).argmax(1) == 0)
+        for k, e in enumerate(EMOTIONS[1:], start=1):
+            for level in (0.25, 0.5, 0.75, 1.0):
+                v = gen.generate(audio, emotion={e: level}, seed=seed).values
+                p = clf.predict_proba(clip_features(v))
+                intensity_curve[e].append((level, float(p[:, k].mean())))
+                if level == 1.0:
+                    g = vm.gap(v[:T])
+                    c, _ = bilabial_closure(g, take.phones)
+                    words.setdefault(e, []).append((c * nb, float(np.corrcoef(g, g0)[0, 1]), nb))
+                    recog.setdefault(e, []).append(p.argmax(1) == k)
+    out_words = {}
+    for e, rows in words.items():
+        nb = sum(r[2] for r in rows)
+        out_words[e] = {"bilabial_closure": round(sum(r[0] for r in rows) / max(nb, 1), 3),
+                        "mouth_corr_with_neutral": round(float(np.mean([r[1] for r in rows])), 3)}
+    base = out_words["neutral"]
+    for e in EMOTIONS[1:]:
+        w = out_words[e]
+        w["closure_drop_pct"] = round(100 * (1 - w["bilabial_closure"] / max(base["bilabial_closure"], 1e-9)), 1)
+        w["corr_drop_pct"] = round(100 * (1 - w["mouth_corr_with_neutral"] / base["mouth_corr_with_neutral"]), 1)
+    out_words["neutral"]["note"] = "mouth_corr_with_neutral here: neutral vs neutral with another seed"
+    report["emotion_keeps_words"] = {"takes": len(test), "bilabials": n_bil, **out_words}
+    report["emotion_recognised"] = {e: round(float(np.concatenate(v).mean()), 3) for e, v in recog.items()}
+    curve = {}
+    for e, pts in intensity_curve.items():
+        curve[e] = [round(float(np.mean([p for lv, p in pts if lv == level])), 3) for level in (0.25, 0.5, 0.75, 1.0)]
+    report["emotion_confidence_by_intensity"] = {"levels": [0.25, 0.5, 0.75, 1.0], **curve}
+
+    # ---- style follows the reference (held-out speakers)
+    by_speaker: dict[int, list] = {}
+    for take in corpus.takes("test"):
+        by_speaker.setdefault(take.speaker, []).append(take)
+    ref_amp, gen_amp = [], []
+    from .motion import ARKIT_HEAD_LAYOUT, Motion
+    for spk, ts in sorted(by_speaker.items()):
+        if len(ts) < 2:
+            continue
+        ref, tgt = ts[0], ts[1]
+        ref_motion = Motion(25.0, ARKIT_HEAD_LAYOUT, ref.motion)
+        v = gen.generate(tgt.audio, emotion=tgt.emotion, style=ref_motion, seed=seed).values
+        ref_amp.append(_amplitudes(ref.motion, vm))
+        gen_amp.append(_amplitudes(v, vm))
+    ra, ga = np.array(ref_amp).reshape(-1, 2), np.array(gen_amp).reshape(-1, 2)
+    r = lambda j: round(float(np.corrcoef(ra[:, j], ga[:, j])[0, 1]), 3) if len(ra) >= 3 else None
+    report["style_follows_reference"] = {"speakers": len(ra), "head_motion_r": r(0), "articulation_r": r(1)}
+
+    # ---- sliders
+    sliders = {}
+    for name, (what, measure) in SLIDER_MEASURES.items():
+        vals = []
+        for level in SLIDER_STEPS:
+            vals.append(float(np.mean([measure(gen.generate(t.audio, seed=seed, style="average", **{name: level}).values, vm)
+                                       for t in test[:4]])))
+        d = np.diff(vals)
+        sliders[name] = {"measure": what, "levels": list(SLIDER_STEPS), "values": [round(x, 3) for x in vals],
+                         "monotonic": bool(np.all(d > 0))}
+    report["sliders"] = sliders
+
+    # ---- the AD-VAE's swap test and the identity library
+    report["vae_swap"] = _swap_test(gen, corpus, clf, vm)
+    report["identity_retrieval"] = _identity_retrieval(gen, corpus)
+    return report
+
+
+@torch.inference_mode()
+def _swap_test(gen, corpus: Corpus, clf: EmotionClassifier, vm: VertexMetrics, n: int = 60) -> dict:
+    """Pairs of test clips with different clear emotions: decode(content A, emotion B)."""
+    clips, labels = [], []
+    for take in corpus.takes("test"):
+        e = take.emotion
+        for s in range(0, len(e) - 100, 100):
+            lo = e[s:s + 100].min(0)
+            k = int(np.argmax(lo))
+            if lo[k] > (0.9 if k == 0 else 0.6):
+                clips.append(take.motion[s:s + 100])
+                labels.append(k)
+        if len(clips) >= 2 * n:
+            break
+    x = (torch.from_numpy(np.stack(clips)) - gen.mean) / gen.std
+    labels = np.array(labels)
+    mu_c, _, mu_e, _ = gen.model.vae.encode(x)
+    perm = np.random.default_rng(0).permutation(len(x))
+    pairs = [(a, b) for a, b in zip(range(len(x)), perm) if labels[a] != labels[b]][:n]
+    a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    swapped = gen.model.vae.decode(mu_c[a], mu_e[b]) * gen.std + gen.mean
+    recon = gen.model.vae.decode(mu_c, mu_e) * gen.std + gen.mean
+    hit, corr = [], []
+    for j in range(len(a)):
+        v = swapped[j].numpy()
+        hit.append(clf.predict_proba(clip_features(v)).mean(0).argmax() == labels[b[j]])
+        corr.append(np.corrcoef(vm.gap(v), vm.gap(clips[a[j]]))[0, 1])
+    rec = np.mean([np.corrcoef(vm.gap(recon[j].numpy()), vm.gap(clips[j]))[0, 1] for j in range(len(x))])
+    return {"pairs": len(a), "emotion_of_b_recognised": round(float(np.mean(hit)), 3),
+            "mouth_corr_with_a": round(float(np.mean(corr)), 3),
+            "reconstruction_mouth_corr": round(float(rec), 3)}
+
+
+@torch.inference_mode()
+def _identity_retrieval(gen, corpus: Corpus, takes: int = 120) -> dict:
+    """Top-1 / top-5 match of training speakers' clips (4 s from each take) to their identity."""
+    ids = {s: i for i, s in enumerate(gen.manifest.get("identities", []))}
+    if not ids:
+        return {}
+    from .speech_encoder import SpeechEncoder
+    enc = gen.encoder if isinstance(gen.encoder, SpeechEncoder) else SpeechEncoder()
+    top1, top5 = [], []
+    for j, take in enumerate(corpus.takes("train")):
+        if j >= takes:
+            break
+        f = torch.from_numpy(enc.encode(take.audio[: 16000 * 8]))[None]
+        logits = gen.model.identities.logits(gen.model.identities.audio_embedding(f))[0]
+        rank = (logits > logits[ids[take.speaker]]).sum().item()
+        top1.append(rank == 0)
+        top5.append(rank < 5)
+    return {"clips": len(top1), "library": len(ids), "top1": round(float(np.mean(top1)), 3),
+            "top5": round(float(np.mean(top5)), 3)}

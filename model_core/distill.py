@@ -1,0 +1,240 @@
+"""Few-step students: guidance distillation, then progressive distillation.
+
+1. Guidance distillation (Meng et al. 2023, "On Distillation of Guided Diffusion Models"): the
+   student takes the guidance scales (speech, emotion, style) as inputs and learns, in one
+   branch, the teacher's incrementally guided x0 prediction at the teacher's own timesteps; the
+   scales are drawn at random from `GUIDANCE_RANGES` so any setting works afterwards.
+2. Progressive distillation (Salimans & Ho 2022): a student with half the steps learns, from
+   each of its timesteps t, the x0 that makes one DDIM step land where two DDIM steps of its
+   teacher land (at the last step: the teacher's final x0). Repeated: 8 -> 4 -> 2 -> 1.
+
+Each round starts from its teacher's weights and trains the denoiser only (the AD-VAE, content
+prior, style encoder and identities are the teacher's). Timesteps nest: `spaced_timesteps(N, k)`
+is every other entry of `spaced_timesteps(N, 2k)`.
+
+`python -m model_core distill TEACHER --corpus DIR --out RUN/student.safetensors --steps K
+[--guidance]`; `make distill` runs the rounds, `python -m model_core eval` measures each.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .dataset import WindowSampler, load_split
+from .diffusion import cosine_schedule, spaced_timesteps
+from .errors import LaliaError
+from .networks import LaliaModel
+from .train import TrainConfig, _lr, denoiser_conditions
+
+log = logging.getLogger(__name__)
+# guidance scales a student learns to take (speech, emotion, style)
+GUIDANCE_RANGES = {"audio": (1.0, 2.0), "emotion": (1.0, 2.0), "style": (1.0, 2.0)}
+
+
+@dataclass
+class DistillConfig:
+    steps: int = 400          # optimisation steps for the round
+    batch: int = 32
+    lr: float = 1e-4
+    warmup: int = 20
+    seed: int = 0
+    threads: int = 0
+    max_minutes: float = 0.0
+
+
+def _guided_x0(model: LaliaModel, x, t, cond: dict, scales: torch.Tensor, prior_neutral) -> torch.Tensor:
+    """A teacher's x0 at (x, t) under per-example guidance scales (B x 3). A student takes the
+    scales as input; a guided teacher runs DiffPoseTalk's incremental guidance over its
+    branches (nothing, + speech, + emotion, + style) in one batch, with the neutral prior in
+    the branches without emotion, as the generator does."""
+    den = model.denoiser
+    if den.cfg.guidance_input:
+        return den(x, t, guidance=scales, **cond)
+    B = len(x)
+    on = torch.ones(B, dtype=torch.bool, device=x.device)
+    flags = [(~on, ~on, ~on), (on, ~on, ~on), (on, on, ~on), (on, on, cond["style_on"])]
+    rep = lambda v: torch.cat([v] * 4)
+    kw = {k: rep(v) for k, v in cond.items() if k not in ("audio_on", "emotion_on", "style_on", "prior")}
+    kw["prior"] = torch.cat([prior_neutral, prior_neutral, cond["prior"], cond["prior"]])
+    for j, name in enumerate(("audio_on", "emotion_on", "style_on")):
+        kw[name] = torch.cat([f[j] for f in flags])
+    d = den(rep(x), rep(t), **kw).chunk(4)
+    w = scales.view(B, 3, 1, 1)
+    return d[0] + w[:, 0] * (d[1] - d[0]) + w[:, 1] * (d[2] - d[1]) + w[:, 2] * (d[3] - d[2])
+
+
+def _ddim_step(x, x0, ab, ab_next):
+    """Deterministic DDIM (eta 0) from x at alpha_bar `ab` to `ab_next`, given x0."""
+    eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+    return ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+
+
+def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
+            cfg: DistillConfig | None = None) -> Path:
+    """One round. guidance=True: a guidance-conditioned student at the teacher's `steps`;
+    else a student with `steps` steps from a teacher sampling with 2 x `steps`."""
+    cfg = cfg or DistillConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    teacher, manifest, extra = load_checkpoint(teacher_path)
+    if guidance == teacher.cfg.guidance_input:
+        raise LaliaError("guidance distillation needs a guided teacher; progressive rounds need a "
+                         "guidance-distilled teacher (run --guidance first)")
+    scfg = copy.deepcopy(teacher.cfg)
+    scfg.guidance_input = True
+    student = LaliaModel(scfg)
+    missing = student.load_state_dict(teacher.state_dict(), strict=False).missing_keys
+    assert all(k.startswith("denoiser.guidance_mlp") for k in missing), missing
+    teacher.eval()
+    student.train()
+    for name, p in student.named_parameters():
+        p.requires_grad_(name.startswith("denoiser."))
+    teacher_steps = steps if guidance else 2 * steps
+    ts_teacher = spaced_timesteps(teacher.cfg.num_train_steps, teacher_steps)
+    ts_student = spaced_timesteps(teacher.cfg.num_train_steps, steps)
+    assert ts_teacher[:: teacher_steps // steps] == ts_student
+    schedule = cosine_schedule(teacher.cfg.num_train_steps)
+    ab = schedule.alphas_cumprod
+
+    data = load_split(corpus, "train")
+    mean = np.array(manifest["norm_mean"], np.float32)
+    std = np.array(manifest["norm_std"], np.float32)
+    ids = {int(s): i for i, s in enumerate(manifest.get("identities", []))}
+    sampler = WindowSampler(data, scfg.window, scfg.prev, mean, std, ids, seed=cfg.seed)
+    tcfg = TrainConfig()
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    lo = torch.tensor([GUIDANCE_RANGES[k][0] for k in ("audio", "emotion", "style")])
+    hi = torch.tensor([GUIDANCE_RANGES[k][1] for k in ("audio", "emotion", "style")])
+    history, start, running = [], time.time(), 0.0
+    sched_cfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
+    for it in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = _lr(it, sched_cfg)
+        b = sampler.batch(cfg.batch)
+        B = len(b["x0"])
+        with torch.no_grad():
+            mu_e = teacher.vae.encode(b["x0"])[2]
+            c_hat = teacher.content_prior(b["audio"])
+            cond = denoiser_conditions(teacher, b, tcfg, mu_e=mu_e, c_hat=c_hat,
+                                       style=teacher.style_encoder(b["ref"], b["ref_valid"]), dropout=False)
+            prior_neutral = teacher.vae.decode(c_hat, teacher.neutral_code().expand_as(cond["emotion"]))
+            scales = lo + (hi - lo) * torch.rand(B, 3)
+            i = torch.randint(0, len(ts_student), (B,))
+            t = torch.tensor(ts_student)[i]
+            x_t = schedule.add_noise(b["x0"], torch.randn_like(b["x0"]), t)
+            target = _teacher_target(teacher, x_t, i, cond, scales, prior_neutral, ts_teacher, ts_student, ab,
+                                     guidance)
+        pred = student.denoiser(x_t, t, guidance=scales, **cond)
+        vm = b["valid"].unsqueeze(-1).float()
+        loss = (((pred - target) ** 2) * vm).sum() / (vm.sum() * pred.shape[-1])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        running += float(loss.detach())
+        if (it + 1) % 25 == 0:
+            history.append({"step": it + 1, "loss": round(running / 25, 5),
+                            "minutes": round((time.time() - start) / 60, 2)})
+            log.info("distill %s step %d loss %.5f", "guidance" if guidance else f"{teacher_steps}->{steps}",
+                     it + 1, running / 25)
+            running = 0.0
+        if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
+            break
+    rounds = list(manifest.get("distillation", []))
+    rounds.append({"kind": "guidance" if guidance else "progressive", "teacher": Path(teacher_path).name,
+                   "teacher_steps": teacher_steps, "student_steps": steps, "guidance_ranges": GUIDANCE_RANGES,
+                   "config": cfg.__dict__, "history": history,
+                   "minutes": round((time.time() - start) / 60, 2)})
+    sampler_defaults = dict(manifest["sampler"], steps=steps)
+    new_manifest = {**manifest, "sampler": sampler_defaults, "distillation": rounds}
+    path = save_checkpoint(out, student.eval(), new_manifest, extra=extra)
+    log.info("student written to %s", path)
+    return path
+
+
+def _teacher_target(teacher, x_t, i, cond, scales, prior_neutral, ts_teacher, ts_student, ab, guidance):
+    """The x0 a student must predict at its i-th timestep: the guided teacher's own x0 (guidance
+    round), or the x0 that takes one DDIM step to the student's next timestep exactly where
+    two teacher steps go (progressive round; at the student's last step, the teacher's final x0)."""
+    tt = torch.tensor(ts_teacher)
+    k = i * (len(ts_teacher) // len(ts_student))
+    col = lambda v: v.view(-1, 1, 1)
+    x0 = _guided_x0(teacher, x_t, tt[k], cond, scales, prior_neutral)
+    if guidance:
+        return x0
+    a_t, a_mid = col(ab[tt[k]]), col(ab[tt[k + 1]])
+    x_mid = _ddim_step(x_t, x0, a_t, a_mid)
+    x0_mid = _guided_x0(teacher, x_mid, tt[k + 1], cond, scales, prior_neutral)
+    last = k + 2 >= len(ts_teacher)
+    a_next = col(ab[tt[(k + 2).clamp(max=len(ts_teacher) - 1)]])
+    x_next = _ddim_step(x_mid, x0_mid, a_mid, a_next)
+    # solve DDIM(x_t, x0~, t -> t_next) = x_next for x0~
+    ratio = ((1 - a_next) / (1 - a_t)).sqrt()
+    solved = (x_next - ratio * x_t) / (a_next.sqrt() - ratio * a_t.sqrt())
+    return torch.where(col(last), x0_mid, solved)
+
+
+# ---- choosing the shipped student -------------------------------------------------------
+HIGHER_IS_BETTER = ("bilabial_closure", "real_bilabial_closure", "emotion_recognised")
+LOWER_IS_BETTER = ("lve_mm",)
+
+
+def quality(gen, corpus, takes: int = 16) -> dict:
+    """Lip sync (synthetic LVE and bilabial closure, real-speech closure and sync offset),
+    emotion (recognition at intensity 1) and sampler speed of one checkpoint."""
+    from .controls_eval import EmotionClassifier, emotion_recognition
+    from .corpus import Corpus
+    from .evaluate import evaluate_corpus, evaluate_real_speech
+    syn = evaluate_corpus(gen, corpus, max_takes=takes, seeds=(0,))
+    real = evaluate_real_speech(gen)
+    c = Corpus(corpus)
+    rec = emotion_recognition(gen, [t for _, t in zip(range(4), c.takes("test"))], EmotionClassifier(c))
+    t0 = time.perf_counter()
+    gen.generate(np.zeros(60 * 16000, np.float32) + 1e-3)
+    return {"steps": gen.manifest["sampler"]["steps"], "lve_mm": syn["lve"],
+            "bilabial_closure": syn["bilabial_closure_pred"], "sync_offset_ms": syn["sync_offset_ms"],
+            "real_bilabial_closure": real["bilabial_closure"], "real_sync_offset_ms": real["sync_offset_ms"],
+            "emotion_recognised": round(float(np.mean(list(rec.values()))), 3),
+            "sampler_seconds_60s": round(gen.last_timings.sampler, 3),
+            "total_seconds_60s": round(time.perf_counter() - t0, 3)}
+
+
+def within(row: dict, ref: dict, tolerance: float = 0.05) -> bool:
+    """Lip-sync and emotion metrics no more than `tolerance` worse than the reference's."""
+    return (all(row[k] >= (1 - tolerance) * ref[k] for k in HIGHER_IS_BETTER)
+            and all(row[k] <= (1 + tolerance) * ref[k] for k in LOWER_IS_BETTER))
+
+
+def pick_student(teacher_path, student_paths, corpus, table_path, out=None) -> dict:
+    """Measure the teacher and each student; ship the student with the fewest steps whose
+    metrics stay within 5% of the teacher's (float16, as the default model)."""
+    from .checkpoint import DEFAULT_CHECKPOINT
+    from .generator import load_generator
+    rows = []
+    for path in [teacher_path, *student_paths]:
+        row = {"checkpoint": Path(path).name, **quality(load_generator(path), corpus)}
+        rows.append(row)
+        log.info("%s", row)
+    teacher = rows[0]
+    for row in rows[1:]:
+        row["within_5pct_of_teacher"] = within(row, teacher)
+    ok = [(r["steps"], p) for r, p in zip(rows[1:], student_paths) if r["within_5pct_of_teacher"]]
+    chosen = min(ok)[1] if ok else None
+    table = {"rule": "fewest steps with LVE, bilabial closure (synthetic, real) and emotion recognition "
+                     "within 5% of the teacher's", "rows": rows, "shipped": Path(chosen).name if chosen else None}
+    if chosen:
+        from .checkpoint import weights_sha256
+        model, manifest, extra = load_checkpoint(chosen)
+        shipped = save_checkpoint(out or DEFAULT_CHECKPOINT, model, {**manifest, "distillation_table": rows},
+                                  extra=extra, half=True)
+        table["checkpoint_sha256"] = weights_sha256(shipped)
+    Path(table_path).write_text(__import__("json").dumps(table, indent=1))
+    return table
