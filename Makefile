@@ -59,7 +59,8 @@ corpus: setup
 
 model: corpus
 	PYTHONPATH=. $(PY) -m model_core train model_core/configs/default.toml --fresh
-	PYTHONPATH=. $(PY) -m model_core ship runs/default/final.safetensors --corpus $(CORPUS) \
+	PYTHONPATH=. $(PY) -m model_core train model_core/configs/default_finetune.toml --fresh
+	PYTHONPATH=. $(PY) -m model_core ship runs/default_finetune/final.safetensors --corpus $(CORPUS) \
 	  --out model_core/assets/teacher_model.safetensors
 	$(MAKE) distill
 

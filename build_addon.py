@@ -53,7 +53,8 @@ def build(out_dir: Path, wheels: bool) -> Path:
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(ROOT / "blender_addon", stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copytree(ROOT / "model_core", stage / "model_core",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "configs", "*.tmp*"))
+                    # the teacher checkpoint is for benchmarks and distillation, not for users
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "configs", "*.tmp*", "teacher_model.*"))
     manifest = (stage / "blender_manifest.toml").read_text()
     lines = []
     if wheels:

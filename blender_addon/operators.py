@@ -50,7 +50,7 @@ def _drivable(obj) -> bool:
     return bool(find_arkit_shape_keys(obj)) or is_flame_rig(obj)
 
 
-def s_checkpoint(context) -> str | None:
+def _checkpoint_path(context) -> str | None:
     """The model file chosen in the panel, or None for the bundled default."""
     path = context.scene.lalia.checkpoint
     return bpy.path.abspath(path) if path else None
@@ -230,7 +230,7 @@ class LALIA_OT_generate(bpy.types.Operator):
         from .model_core.errors import LaliaError
         try:
             obj, arm, bone, audio, kwargs = self._gather(context)
-            motion = engine.generator(s_checkpoint(context)).generate(audio, **kwargs)
+            motion = engine.generator(_checkpoint_path(context)).generate(audio, **kwargs)
             self._finish(context, motion, obj, arm, bone, audio, kwargs)
         except LaliaError as e:
             return _error(self, e)
@@ -250,7 +250,7 @@ class LALIA_OT_generate(bpy.types.Operator):
         self._result = {}
         _, _, _, audio, kwargs = self._args
 
-        checkpoint = s_checkpoint(context)
+        checkpoint = _checkpoint_path(context)
 
         def work():
             try:

@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--guidance", action="store_true",
                    help="guidance distillation: the guidance scales become inputs, same steps")
     d.add_argument("--iterations", type=int, default=400)
-    d.add_argument("--batch", type=int, default=32)
+    d.add_argument("--batch", type=int, default=16)
     d.add_argument("--lr", type=float, default=1e-4)
     d.add_argument("--threads", type=int, default=0)
     d.add_argument("--max-minutes", type=float, default=0.0)

@@ -41,7 +41,7 @@ GUIDANCE_RANGES = {"audio": (1.0, 2.0), "emotion": (1.0, 2.0), "style": (1.0, 2.
 @dataclass
 class DistillConfig:
     steps: int = 400          # optimisation steps for the round
-    batch: int = 32
+    batch: int = 16           # a guided teacher runs 4 branches per example
     lr: float = 1e-4
     warmup: int = 20
     seed: int = 0

@@ -43,6 +43,7 @@ class ModelConfig:
     style_layers: int = 2
     n_emotions: int = 8
     n_identities: int = 0      # talking identities in the library (training speakers)
+    n_style_fields: int = 8    # speaker style parameters read out of the style vector (training)
     content_dim: int = 32      # AD-VAE content code per frame
     emotion_dim: int = 16      # AD-VAE emotion code per frame
     vae_hidden: int = 128
@@ -302,6 +303,9 @@ class LaliaModel(nn.Module):
         self.content_prior = ContentPrior(cfg)
         self.identities = IdentityLibrary(cfg)
         self.voice_emotion = VoiceEmotion(cfg)
+        # a linear readout of the speakers' style parameters (head amount, blink rate, ...) from
+        # the style vector: trained so the style space encodes them; the sliders move along it
+        self.style_properties = nn.Linear(cfg.style_dim, cfg.n_style_fields)
 
     def prior(self, audio: torch.Tensor, emotion_code: torch.Tensor) -> torch.Tensor:
         """The decoupled prior: the VAE's rendering of the speech's content code with the given

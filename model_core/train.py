@@ -49,6 +49,7 @@ class TrainConfig:
     ckpt_every: int = 250
     max_minutes: float = 0.0        # stop (and save) after this wall time; 0 = no limit
     threads: int = 0                # torch CPU threads; 0 = default
+    init_from: str = ""             # fine-tune: start from this checkpoint's weights (new parts fresh)
     # classifier-free guidance dropout (DiffPoseTalk: 45% full, 45% no style, 10% nothing)
     p_drop_audio: float = 0.1
     p_drop_style: float = 0.45
@@ -64,6 +65,7 @@ class TrainConfig:
     w_boundary: float = 0.5
     # the controls: style encoder, identities, AD-VAE, content prior, voice emotion
     w_style: float = 0.1
+    w_style_properties: float = 0.0  # style parameters read out of the style vector (labelled corpora)
     w_identity: float = 0.2
     w_vae: float = 1.0
     w_vae_kl: float = 1e-3
@@ -168,9 +170,16 @@ def denoiser_conditions(m: LaliaModel, b: dict, cfg: TrainConfig, *, mu_e: torch
 class Objective(nn.Module):
     """One training step's losses (a module so DistributedDataParallel can wrap it)."""
 
-    def __init__(self, model: LaliaModel, cfg: TrainConfig, mean, std, channels=ARKIT_HEAD_LAYOUT):
+    def __init__(self, model: LaliaModel, cfg: TrainConfig, mean, std, channels=ARKIT_HEAD_LAYOUT,
+                 style_params: np.ndarray | None = None):
         super().__init__()
         self.model, self.cfg = model, cfg
+        # z-scores for the speakers' style parameters (fields without spread, e.g. real data: off)
+        sp = np.zeros((1, model.cfg.n_style_fields), np.float32) if style_params is None else style_params
+        self.register_buffer("style_mean", torch.from_numpy(sp.mean(0).astype(np.float32)), persistent=False)
+        sd = sp.std(0).astype(np.float32)
+        self.register_buffer("style_std", torch.from_numpy(np.maximum(sd, 1e-6)), persistent=False)
+        self.register_buffer("style_known", torch.from_numpy(sd > 1e-6), persistent=False)
         self.schedule = cosine_schedule(model.cfg.num_train_steps)
         self.register_buffer("mean", torch.from_numpy(mean), persistent=False)
         self.register_buffer("std", torch.from_numpy(std), persistent=False)
@@ -263,6 +272,9 @@ class Objective(nn.Module):
         # style encoder (NT-Xent over speakers); identities sit in the style space and are
         # matched from the audio contrastively (DiffusionTalker)
         losses["style"] = nt_xent(style, b["speaker"])
+        z = (b["style_params"] - self.style_mean) / self.style_std
+        losses["style_properties"] = _masked_mse(m.style_properties(style)[:, self.style_known],
+                                                 z[:, self.style_known], torch.ones_like(z[:, :1]))
         ids = b["identity"]
         known_id = ids >= 0
         if known_id.any():
@@ -275,13 +287,26 @@ class Objective(nn.Module):
         losses["voice_emotion"] = _masked_mse(ve, b["emotion"], b["emotion_known"].view(B, 1, 1).float() * vm)
         weights = {"x0": 1.0, "vertex": cfg.w_vertex, "lip_gap": cfg.w_lip_gap, "velocity": cfg.w_velocity,
                    "smooth": cfg.w_smooth, "head": cfg.w_head, "boundary": cfg.w_boundary,
-                   "style": cfg.w_style, "identity": cfg.w_identity, "vae": cfg.w_vae,
+                   "style": cfg.w_style, "style_properties": cfg.w_style_properties,
+                   "identity": cfg.w_identity, "vae": cfg.w_vae,
                    "vae_kl": cfg.w_vae_kl, "content_nce": cfg.w_content_nce,
                    "emotion_code": cfg.w_emotion_code, "emotion_nce": cfg.w_emotion_nce,
                    "adversary": cfg.w_adversary, "swap": cfg.w_swap, "prior": cfg.w_prior,
                    "voice_emotion": cfg.w_voice_emotion}
         losses["total"] = sum(weights[k] * v for k, v in losses.items())
         return losses
+
+
+def _init_weights(model: LaliaModel, path) -> None:
+    """Fine-tuning: copy a checkpoint's weights where names and shapes match; report the rest."""
+    from safetensors.torch import load_file
+    from .checkpoint import read_manifest
+    read_manifest(path)  # a Lalia checkpoint of this format, or a clear error
+    own = model.state_dict()
+    same = {k: v.float() for k, v in load_file(str(path)).items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(same, strict=False)
+    fresh = sorted({k.split(".")[0] + "." + k.split(".")[1] for k in own if k not in same})
+    log.info("initialised from %s: %d tensors copied, fresh: %s", path, len(same), fresh or "none")
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
@@ -340,7 +365,9 @@ def train(config_path, resume: bool = True) -> Path:
 
     # ---- model
     model = LaliaModel(mcfg).to(device)
-    objective = Objective(model, cfg, mean, std, channels).to(device)
+    if cfg.init_from:
+        _init_weights(model, cfg.init_from)
+    objective = Objective(model, cfg, mean, std, channels, style_params=train_data.style).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     history: list[dict] = []
