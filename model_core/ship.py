@@ -74,9 +74,13 @@ def style_presets(V: np.ndarray, P: np.ndarray, per_preset: int = 12) -> tuple[d
 def slider_directions(V: np.ndarray, P: np.ndarray, ridge: float = 1.0) -> tuple[dict, dict]:
     """Per slider: the direction in style space along which its property rises by one unit.
 
-    Ridge regression property ~ w . v + b over the training speakers; moving v by
-    delta * w / |w|^2 changes the predicted property by delta. Also stored: half the property's
-    range over the speakers (a slider at 0 or 2 moves that far) and the fit's R^2."""
+    The direction is the regression of the style vector on the property over the training
+    speakers, Cov(v, y) / Var(y): how the style of a speaker with one unit more of the property
+    looks on average. It stays among styles the denoiser has seen, where the minimum-norm
+    direction of a property predictor (w / |w|^2) changes little the denoiser responds to.
+    Also stored: half the property's range over the speakers (a slider at 0 or 2 moves that
+    far) and the R^2 of a ridge predictor of the property from the style (how linearly the
+    style space encodes it)."""
     Vc = V - V.mean(0)
     tensors, info = {}, {}
     for slider, field in SLIDERS.items():
@@ -84,7 +88,7 @@ def slider_directions(V: np.ndarray, P: np.ndarray, ridge: float = 1.0) -> tuple
         yc = y - y.mean()
         w = np.linalg.solve(Vc.T @ Vc + ridge * np.eye(V.shape[1]), Vc.T @ yc)
         r2 = 1 - ((yc - Vc @ w) ** 2).sum() / (yc ** 2).sum()
-        tensors[f"slider.{slider}"] = torch.from_numpy((w / (w @ w)).astype(np.float32))
+        tensors[f"slider.{slider}"] = torch.from_numpy((Vc.T @ yc / (yc @ yc)).astype(np.float32))
         info[slider] = {"field": field, "half_range": round(float(np.ptp(y) / 2), 4), "fit_r2": round(float(r2), 3)}
     return tensors, info
 
