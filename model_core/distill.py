@@ -213,14 +213,25 @@ def within(row: dict, ref: dict, tolerance: float = 0.05) -> bool:
             and all(row[k] <= (1 + tolerance) * ref[k] for k in LOWER_IS_BETTER))
 
 
+def _style_space(teacher_path) -> dict:
+    """The teacher's description of the style space (presets, slider directions, identity
+    styles). Students share its frozen style encoder and identity library, so a teacher
+    re-shipped after distillation passes its description on to them."""
+    from .ship import STYLE_EXTRAS
+    return {k: v for k, v in load_checkpoint(teacher_path)[2].items() if k.startswith(STYLE_EXTRAS)}
+
+
 def pick_student(teacher_path, student_paths, corpus, table_path, out=None) -> dict:
     """Measure the teacher and each student; ship the student with the fewest steps whose
     metrics stay within 5% of the teacher's (float16, as the default model)."""
     from .checkpoint import DEFAULT_CHECKPOINT
-    from .generator import load_generator
+    from .generator import Generator
+    style_space = _style_space(teacher_path)
     rows = []
     for path in [teacher_path, *student_paths]:
-        row = {"checkpoint": Path(path).name, **quality(load_generator(path), corpus)}
+        model, manifest, extra = load_checkpoint(path)
+        gen = Generator(model, manifest, {**extra, **style_space})
+        row = {"checkpoint": Path(path).name, **quality(gen, corpus)}
         rows.append(row)
         log.info("%s", row)
     teacher = rows[0]
@@ -233,6 +244,7 @@ def pick_student(teacher_path, student_paths, corpus, table_path, out=None) -> d
     if chosen:
         from .checkpoint import weights_sha256
         model, manifest, extra = load_checkpoint(chosen)
+        extra = {**extra, **style_space}
         shipped = save_checkpoint(out or DEFAULT_CHECKPOINT, model, {**manifest, "distillation_table": rows},
                                   extra=extra, half=True)
         table["checkpoint_sha256"] = weights_sha256(shipped)

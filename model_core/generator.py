@@ -78,6 +78,8 @@ class Generator:
         self.slider_directions = {k.split(".", 1)[1]: v.float().to(device) for k, v in extra.items()
                                   if k.startswith("slider.")}
         self.slider_info = manifest.get("style_sliders", {})
+        # the style each identity stands for (set by `ship`); else the embeddings themselves
+        self.identity_styles = extra["identity_styles"].float().to(device) if "identity_styles" in extra else None
         self._encoder = encoder
         self.last_timings = Timings()
         self.last_info: dict = {}
@@ -92,6 +94,8 @@ class Generator:
     # ---- conditions -------------------------------------------------------------------
     def average_style(self) -> torch.Tensor | None:
         """The mean talking identity: a central style the sliders can move from."""
+        if self.identity_styles is not None:
+            return self.identity_styles.mean(0)
         return self.model.identities.embeddings.mean(0) if self.cfg.n_identities else None
 
     def style_vector(self, style, feats: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -103,7 +107,7 @@ class Generator:
         if style is None or (isinstance(style, str) and style.lower() == "auto"):
             if feats is None or self.cfg.n_identities == 0:
                 return None
-            vec, idx, w = self.model.identities.match(feats[None])
+            vec, idx, w = self.model.identities.match(feats[None], values=self.identity_styles)
             ids = self.manifest.get("identities", [])
             self.last_info["identities"] = [
                 {"library_index": int(i), "speaker": ids[int(i)] if int(i) < len(ids) else None,

@@ -189,12 +189,15 @@ class IdentityLibrary(nn.Module):
         """Cosine similarity of audio embeddings to every identity, over the temperature."""
         return F.normalize(query, dim=-1) @ F.normalize(self.embeddings, dim=-1).t() / self.log_temperature.exp()
 
-    def match(self, audio: torch.Tensor, top_k: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Audio (1 x T x A) -> (style vector, top identity indices, their weights)."""
+    def match(self, audio: torch.Tensor, top_k: int = 3, values: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Audio (1 x T x A) -> (style vector, top identity indices, their weights). The
+        embeddings are the keys; `values` (one style per identity) what a match returns,
+        the embeddings themselves when not given."""
         logits = self.logits(self.audio_embedding(audio))[0]
         w, idx = logits.topk(min(top_k, len(logits)))
         w = torch.softmax(w, 0)
-        return (w[:, None] * self.embeddings[idx]).sum(0), idx, w
+        return (w[:, None] * (self.embeddings if values is None else values)[idx]).sum(0), idx, w
 
 
 class VoiceEmotion(nn.Module):

@@ -33,14 +33,17 @@ PRESETS = {
 
 
 # slider -> the speaker style field it moves
+# the extra tensors that describe the style space (derived from the style encoder and the corpus)
+STYLE_EXTRAS = ("preset.", "slider.", "identity_styles")
 SLIDERS = {"head_motion": "head_amount", "expressiveness": "articulation",
            "brow_activity": "brow_activity", "blink_rate": "blink_rate"}
 
 
 @torch.inference_mode()
-def speaker_styles(model, manifest, corpus, clips_per_speaker: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def speaker_styles(model, manifest, corpus, clips_per_speaker: int = 4
+                   ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Per training speaker: the mean style-encoder vector over a few 4 s clips, and the
-    speaker's style parameters (corpus labels). -> (S x style_dim, S x fields)."""
+    speaker's style parameters (corpus labels). -> (S x style_dim, S x fields, speaker ids)."""
     data = load_split(corpus, "train")
     mean = np.array(manifest["norm_mean"], np.float32)
     std = np.array(manifest["norm_std"], np.float32)
@@ -56,7 +59,17 @@ def speaker_styles(model, manifest, corpus, clips_per_speaker: int = 4) -> tuple
         params[spk] = data.style[t]
     spk_ids = sorted(vecs)
     V = torch.stack([torch.stack(vecs[s]).mean(0) for s in spk_ids]).numpy()
-    return V, np.stack([params[s] for s in spk_ids])
+    return V, np.stack([params[s] for s in spk_ids]), spk_ids
+
+
+def identity_styles(V: np.ndarray, speakers: list[int], identities: list) -> torch.Tensor:
+    """The style each library identity stands for: its speaker's mean style vector (the fixed
+    point of training's pull of the identity toward that speaker's style codes). The trained
+    embeddings stay the keys the voice is matched against; these are the values it returns.
+    An identity without clips here gets the mean style."""
+    row = {int(s): i for i, s in enumerate(speakers)}
+    return torch.from_numpy(np.stack([V[row[int(s)]] if int(s) in row else V.mean(0)
+                                      for s in identities]).astype(np.float32))
 
 
 def style_presets(V: np.ndarray, P: np.ndarray, per_preset: int = 12) -> tuple[dict, dict]:
@@ -95,14 +108,15 @@ def slider_directions(V: np.ndarray, P: np.ndarray, ridge: float = 1.0) -> tuple
 
 def ship(run_checkpoint, corpus, out: Path = DEFAULT_CHECKPOINT, extra_manifest: dict | None = None) -> Path:
     model, manifest, extra = load_checkpoint(run_checkpoint)
-    V, P = speaker_styles(model, manifest, corpus)
+    V, P, speakers = speaker_styles(model, manifest, corpus)
     presets, desc = style_presets(V, P)
     sliders, slider_info = slider_directions(V, P)
     manifest = {k: v for k, v in manifest.items() if k not in ("train_state",)}
     manifest["style_presets"] = desc
     manifest["style_sliders"] = slider_info
     manifest.update(extra_manifest or {})
-    kept = {k: v for k, v in extra.items() if not k.startswith(("optim.", "preset.", "slider."))}
-    path = save_checkpoint(out, model, manifest, extra={**kept, **presets, **sliders}, half=True)
+    kept = {k: v for k, v in extra.items() if not k.startswith(STYLE_EXTRAS + ("optim.",))}
+    styles = {"identity_styles": identity_styles(V, speakers, manifest.get("identities", []))}
+    path = save_checkpoint(out, model, manifest, extra={**kept, **presets, **sliders, **styles}, half=True)
     log.info("shipped %s (%.1f MB); slider fits %s", path, path.stat().st_size / 1e6, slider_info)
     return path
