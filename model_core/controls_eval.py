@@ -97,7 +97,8 @@ def _amplitudes(values: np.ndarray, vm: VertexMetrics) -> tuple[float, float]:
 
 def _blinks_per_minute(values: np.ndarray, fps: float = 25.0) -> float:
     b = values[:, ARKIT_NAMES.index("eyeBlinkLeft")] > 0.5
-    return float((b[1:] & ~b[:-1]).sum() / (len(b) / fps / 60))
+    onsets = b & ~np.concatenate([[False], b[:-1]])  # a blink already on at frame 0 counts too
+    return float(onsets.sum() / (len(b) / fps / 60))
 
 
 def _brows(values: np.ndarray) -> float:
