@@ -136,7 +136,7 @@ def cmd_eval_controls(a):
 def cmd_distill(a):
     from .distill import DistillConfig, distill
     cfg = DistillConfig(steps=a.iterations, batch=a.batch, lr=a.lr, threads=a.threads, max_minutes=a.max_minutes)
-    print(distill(a.teacher, a.corpus, a.out, a.steps, guidance=a.guidance, cfg=cfg))
+    print(distill(a.teacher, a.corpus, a.out, a.steps, guidance=a.guidance, cfg=cfg, init=a.init))
 
 
 def cmd_flame_check(a):
@@ -249,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the student's sampler steps (progressive: the teacher runs twice as many)")
     d.add_argument("--guidance", action="store_true",
                    help="guidance distillation: the guidance scales become inputs, same steps")
+    d.add_argument("--init", default=None,
+                   help="start the student from this earlier student of the round (train it on)")
     d.add_argument("--iterations", type=int, default=400)
     d.add_argument("--batch", type=int, default=16)
     d.add_argument("--lr", type=float, default=1e-4)

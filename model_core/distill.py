@@ -77,9 +77,11 @@ def _ddim_step(x, x0, ab, ab_next):
 
 
 def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
-            cfg: DistillConfig | None = None) -> Path:
+            cfg: DistillConfig | None = None, init=None) -> Path:
     """One round. guidance=True: a guidance-conditioned student at the teacher's `steps`;
-    else a student with `steps` steps from a teacher sampling with 2 x `steps`."""
+    else a student with `steps` steps from a teacher sampling with 2 x `steps`. `init`: start
+    the student from this checkpoint (an earlier student of the same round, to train it on)
+    instead of from the teacher."""
     cfg = cfg or DistillConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -93,6 +95,11 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
     student = LaliaModel(scfg)
     missing = student.load_state_dict(teacher.state_dict(), strict=False).missing_keys
     assert all(k.startswith("denoiser.guidance_mlp") for k in missing), missing
+    if init is not None:
+        start_model = load_checkpoint(init)[0]
+        if not start_model.cfg.guidance_input or start_model.cfg.__dict__ != scfg.__dict__:
+            raise LaliaError(f"{init} is not a student of this teacher's shape; cannot start from it")
+        student.load_state_dict(start_model.state_dict())
     teacher.eval()
     student.train()
     for name, p in student.named_parameters():
@@ -150,6 +157,7 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
             break
     rounds = list(manifest.get("distillation", []))
     rounds.append({"kind": "guidance" if guidance else "progressive", "teacher": Path(teacher_path).name,
+                   "init": Path(init).name if init else None,
                    "teacher_steps": teacher_steps, "student_steps": steps, "guidance_ranges": GUIDANCE_RANGES,
                    "config": cfg.__dict__, "history": history,
                    "minutes": round((time.time() - start) / 60, 2)})

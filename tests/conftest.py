@@ -11,12 +11,20 @@ SAMPLE = ROOT / "model_core" / "assets" / "sample_speech.flac"
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """~2 minutes of corpus with cached speech features, built once per test session."""
-    from model_core.corpus import build_corpus
     from model_core.dataset import cache_features
     root = tmp_path_factory.mktemp("corpus") / "c"
-    build_corpus(root, hours=0.035, seed=7, workers=2)
+    build_corpus_cli(root, hours=0.035, seed=7, workers=2)
     cache_features(root)
     return root
+
+
+def build_corpus_cli(out, hours, seed, workers):
+    """Build a corpus as users do, in a fresh process: espeak-ng's output depends on what the
+    process synthesized before, and the forked workers inherit that state."""
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-m", "model_core", "corpus", "build", "--hours", str(hours), "--out",
+                    str(out), "--seed", str(seed), "--workers", str(workers)], check=True, cwd=ROOT)
 
 
 TINY_TRAIN = """
