@@ -232,7 +232,6 @@ def _style_space(teacher_path) -> dict:
 def pick_student(teacher_path, student_paths, corpus, table_path, out=None) -> dict:
     """Measure the teacher and each student; ship the student with the fewest steps whose
     metrics stay within 5% of the teacher's (float16, as the default model)."""
-    from .checkpoint import DEFAULT_CHECKPOINT
     from .generator import Generator
     style_space = _style_space(teacher_path)
     rows = []
@@ -242,19 +241,26 @@ def pick_student(teacher_path, student_paths, corpus, table_path, out=None) -> d
         row = {"checkpoint": Path(path).name, **quality(gen, corpus)}
         rows.append(row)
         log.info("%s", row)
+    return ship_choice(rows, teacher_path, student_paths, table_path, out)
+
+
+def ship_choice(rows: list[dict], teacher_path, student_paths, table_path, out=None) -> dict:
+    """From measured rows (teacher first, then the students in order): ship the fewest-step
+    student within 5% of the teacher, or the teacher when none is, and write the table."""
+    from .checkpoint import DEFAULT_CHECKPOINT
+    style_space = _style_space(teacher_path)
     teacher = rows[0]
     for row in rows[1:]:
         row["within_5pct_of_teacher"] = within(row, teacher)
     ok = [(r["steps"], p) for r, p in zip(rows[1:], student_paths) if r["within_5pct_of_teacher"]]
     chosen = min(ok)[1] if ok else None
+    from .checkpoint import weights_sha256
     table = {"rule": "fewest steps with LVE, bilabial closure (synthetic, real) and emotion recognition "
-                     "within 5% of the teacher's", "rows": rows, "shipped": Path(chosen).name if chosen else None}
-    if chosen:
-        from .checkpoint import weights_sha256
-        model, manifest, extra = load_checkpoint(chosen)
-        extra = {**extra, **style_space}
-        shipped = save_checkpoint(out or DEFAULT_CHECKPOINT, model, {**manifest, "distillation_table": rows},
-                                  extra=extra, half=True)
-        table["checkpoint_sha256"] = weights_sha256(shipped)
+                     "within 5% of the teacher's; the teacher itself when no student is",
+             "rows": rows, "shipped": Path(chosen or teacher_path).name}
+    model, manifest, extra = load_checkpoint(chosen or teacher_path)
+    shipped = save_checkpoint(out or DEFAULT_CHECKPOINT, model, {**manifest, "distillation_table": rows},
+                              extra={**extra, **style_space}, half=True)
+    table["checkpoint_sha256"] = weights_sha256(shipped)
     Path(table_path).write_text(__import__("json").dumps(table, indent=1))
     return table
