@@ -53,6 +53,8 @@ test-blender5: setup
 # ---- heavy work: its own commands, not part of the tests ----
 # the default model: corpus -> features -> teacher -> distilled students -> the shipped default
 DISTILL := runs/distill
+TEACHER := model_core/assets/teacher_model.safetensors
+MC := PYTHONPATH=. $(PY) -m model_core
 corpus: setup
 	PYTHONPATH=. $(PY) -m model_core corpus build --hours 8 --out $(CORPUS) --seed 0
 	PYTHONPATH=. $(PY) -m model_core features $(CORPUS)
@@ -60,21 +62,24 @@ corpus: setup
 model: corpus
 	PYTHONPATH=. $(PY) -m model_core train model_core/configs/default.toml --fresh
 	PYTHONPATH=. $(PY) -m model_core train model_core/configs/default_finetune.toml --fresh
-	PYTHONPATH=. $(PY) -m model_core ship runs/default_finetune/final.safetensors --corpus $(CORPUS) \
-	  --out model_core/assets/teacher_model.safetensors
+	$(MC) ship runs/default_finetune/final.safetensors --corpus $(CORPUS) --out $(TEACHER)
 	$(MAKE) distill
 
 distill: setup
-	PYTHONPATH=. $(PY) -m model_core distill model_core/assets/teacher_model.safetensors --corpus $(CORPUS) \
-	  --guidance --steps 8 --out $(DISTILL)/student_8.safetensors
-	PYTHONPATH=. $(PY) -m model_core distill $(DISTILL)/student_8.safetensors --corpus $(CORPUS) --steps 4 --out $(DISTILL)/student_4.safetensors
-	PYTHONPATH=. $(PY) -m model_core distill $(DISTILL)/student_4.safetensors --corpus $(CORPUS) --steps 2 --out $(DISTILL)/student_2.safetensors
-	PYTHONPATH=. $(PY) -m model_core distill $(DISTILL)/student_2.safetensors --corpus $(CORPUS) --steps 1 --out $(DISTILL)/student_1.safetensors
-	PYTHONPATH=. $(PY) -m model_core pick-student model_core/assets/teacher_model.safetensors \
-	  $(DISTILL)/student_8.safetensors $(DISTILL)/student_4.safetensors $(DISTILL)/student_2.safetensors \
-	  $(DISTILL)/student_1.safetensors --corpus $(CORPUS) --table docs/distillation.json
-	PYTHONPATH=. $(PY) -m model_core eval --corpus $(CORPUS) --out docs/eval_default.json
-	PYTHONPATH=. $(PY) -m model_core eval-controls --corpus $(CORPUS) --out docs/controls_default.json
+	# progressive distillation at guidance 1 (the generator's default): 8 -> 4 -> 2 -> 1 steps
+	$(MC) distill $(TEACHER) --corpus $(CORPUS) --steps 4 --out $(DISTILL)/student_4.safetensors
+	$(MC) distill $(DISTILL)/student_4.safetensors --corpus $(CORPUS) --steps 2 --out $(DISTILL)/student_2.safetensors
+	$(MC) distill $(DISTILL)/student_2.safetensors --corpus $(CORPUS) --steps 1 --out $(DISTILL)/student_1.safetensors
+	# guidance distillation (the scales become inputs), then its own progressive rounds
+	$(MC) distill $(TEACHER) --corpus $(CORPUS) --guidance --steps 8 --out $(DISTILL)/guided_8.safetensors
+	$(MC) distill $(DISTILL)/guided_8.safetensors --corpus $(CORPUS) --steps 4 --out $(DISTILL)/guided_4.safetensors
+	$(MC) distill $(DISTILL)/guided_4.safetensors --corpus $(CORPUS) --steps 2 --out $(DISTILL)/guided_2.safetensors
+	$(MC) distill $(DISTILL)/guided_2.safetensors --corpus $(CORPUS) --steps 1 --out $(DISTILL)/guided_1.safetensors
+	$(MC) pick-student $(TEACHER) $(DISTILL)/student_4.safetensors $(DISTILL)/student_2.safetensors \
+	  $(DISTILL)/student_1.safetensors $(DISTILL)/guided_8.safetensors $(DISTILL)/guided_1.safetensors \
+	  --corpus $(CORPUS) --table docs/distillation.json
+	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
+	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
 
 bench: setup
 	PYTHONPATH=. $(PY) -m model_core bench --long

@@ -159,7 +159,8 @@ def cmd_flame_convert(a):
 
 def cmd_bench(a):
     from .bench import print_table, run
-    report = run(a.seconds, a.long)
+    from .generator import load_generator
+    report = run(a.seconds, a.long, student=load_generator(a.checkpoint) if a.checkpoint else None)
     if a.json:
         print(json.dumps(report, indent=1))
     else:
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--seconds", type=float, default=60.0)
     bn.add_argument("--long", action="store_true", help="also 10 minutes of audio")
     bn.add_argument("--json", action="store_true")
+    bn.add_argument("--checkpoint", default=None, help="the model timed as (c); default: the shipped one")
     bn.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="train a model from a TOML config")

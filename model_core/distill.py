@@ -57,6 +57,8 @@ def _guided_x0(model: LaliaModel, x, t, cond: dict, scales: torch.Tensor, prior_
     den = model.denoiser
     if den.cfg.guidance_input:
         return den(x, t, guidance=scales, **cond)
+    if scales is None:  # guidance fixed at 1: the fully conditioned branch alone
+        return den(x, t, **cond)
     B = len(x)
     on = torch.ones(B, dtype=torch.bool, device=x.device)
     flags = [(~on, ~on, ~on), (on, ~on, ~on), (on, on, ~on), (on, on, cond["style_on"])]
@@ -79,25 +81,29 @@ def _ddim_step(x, x0, ab, ab_next):
 def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
             cfg: DistillConfig | None = None, init=None) -> Path:
     """One round. guidance=True: a guidance-conditioned student at the teacher's `steps`;
-    else a student with `steps` steps from a teacher sampling with 2 x `steps`. `init`: start
-    the student from this checkpoint (an earlier student of the same round, to train it on)
-    instead of from the teacher."""
+    else a student with `steps` steps from a teacher sampling with 2 x `steps`: with the
+    guidance scales as inputs when the teacher takes them, else at guidance 1 (the generator's
+    default, where a teacher runs one branch), and the student keeps guidance fixed at 1.
+    `init`: start the student from this checkpoint (an earlier student of the same round, to
+    train it on) instead of from the teacher."""
     cfg = cfg or DistillConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     teacher, manifest, extra = load_checkpoint(teacher_path)
-    if guidance == teacher.cfg.guidance_input:
-        raise LaliaError("guidance distillation needs a guided teacher; progressive rounds need a "
-                         "guidance-distilled teacher (run --guidance first)")
+    if guidance and teacher.cfg.guidance_input:
+        raise LaliaError("guidance distillation needs a guided teacher, not a guidance-distilled student")
+    fixed = manifest.get("guidance_fixed", False) or not (guidance or teacher.cfg.guidance_input)
+    if guidance and fixed:
+        raise LaliaError("this teacher was distilled at guidance 1; it has no guidance to distil")
     scfg = copy.deepcopy(teacher.cfg)
-    scfg.guidance_input = True
+    scfg.guidance_input = guidance or teacher.cfg.guidance_input
     student = LaliaModel(scfg)
     missing = student.load_state_dict(teacher.state_dict(), strict=False).missing_keys
     assert all(k.startswith("denoiser.guidance_mlp") for k in missing), missing
     if init is not None:
         start_model = load_checkpoint(init)[0]
-        if not start_model.cfg.guidance_input or start_model.cfg.__dict__ != scfg.__dict__:
+        if start_model.cfg.__dict__ != scfg.__dict__:
             raise LaliaError(f"{init} is not a student of this teacher's shape; cannot start from it")
         student.load_state_dict(start_model.state_dict())
     teacher.eval()
@@ -133,7 +139,7 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
             cond = denoiser_conditions(teacher, b, tcfg, mu_e=mu_e, c_hat=c_hat,
                                        style=teacher.style_encoder(b["ref"], b["ref_valid"]), dropout=False)
             prior_neutral = teacher.vae.decode(c_hat, teacher.neutral_code().expand_as(cond["emotion"]))
-            scales = lo + (hi - lo) * torch.rand(B, 3)
+            scales = None if fixed else lo + (hi - lo) * torch.rand(B, 3)
             i = torch.randint(0, len(ts_student), (B,))
             t = torch.tensor(ts_student)[i]
             x_t = schedule.add_noise(b["x0"], torch.randn_like(b["x0"]), t)
@@ -158,11 +164,12 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
     rounds = list(manifest.get("distillation", []))
     rounds.append({"kind": "guidance" if guidance else "progressive", "teacher": Path(teacher_path).name,
                    "init": Path(init).name if init else None,
-                   "teacher_steps": teacher_steps, "student_steps": steps, "guidance_ranges": GUIDANCE_RANGES,
+                   "teacher_steps": teacher_steps, "student_steps": steps,
+                   "guidance_ranges": "fixed at 1" if fixed else GUIDANCE_RANGES,
                    "config": cfg.__dict__, "history": history,
                    "minutes": round((time.time() - start) / 60, 2)})
     sampler_defaults = dict(manifest["sampler"], steps=steps)
-    new_manifest = {**manifest, "sampler": sampler_defaults, "distillation": rounds}
+    new_manifest = {**manifest, "sampler": sampler_defaults, "distillation": rounds, "guidance_fixed": fixed}
     path = save_checkpoint(out, student.eval(), new_manifest, extra=extra)
     log.info("student written to %s", path)
     return path

@@ -213,6 +213,9 @@ class Generator:
         if sampler_fn is None:
             raise LaliaError(f"Unknown sampler '{sampler}'; choose from {', '.join(SAMPLERS)}")
         scales = {**defaults.get("guidance", {}), **(guidance or {})}
+        if self.manifest.get("guidance_fixed") and any(abs(float(v) - 1.0) > 1e-6 for v in scales.values()):
+            raise LaliaError("This model was distilled at guidance 1 and has no guidance scales; use the "
+                             "teacher (or a guidance-distilled student) for other scales")
         timesteps = spaced_timesteps(self.cfg.num_train_steps, steps)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         t0 = time.perf_counter()  # "sampler" time includes the priors

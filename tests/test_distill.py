@@ -75,9 +75,9 @@ def test_rounds_make_working_students(tmp_path, tiny_corpus, sample_audio, train
     from model_core.train import train
     teacher = train(train_config(tiny_corpus, 2))
     dc = DistillConfig(steps=2, batch=4, threads=1)
-    with pytest.raises(LaliaError, match="guidance-distilled teacher"):
-        distill(teacher, tiny_corpus, tmp_path / "bad.safetensors", 1, cfg=dc)
     g = distill(teacher, tiny_corpus, tmp_path / "g2.safetensors", 2, guidance=True, cfg=dc)
+    with pytest.raises(LaliaError, match="not a guidance-distilled student"):
+        distill(g, tiny_corpus, tmp_path / "bad.safetensors", 2, guidance=True, cfg=dc)
     s1 = distill(g, tiny_corpus, tmp_path / "s1.safetensors", 1, cfg=dc)
     model, manifest, extra = load_checkpoint(s1)
     assert model.cfg.guidance_input and manifest["sampler"]["steps"] == 1
@@ -85,6 +85,27 @@ def test_rounds_make_working_students(tmp_path, tiny_corpus, sample_audio, train
     m = Generator(model, manifest, extra).generate(sample_audio[: 3 * 16000], guidance={"audio": 1.5})
     assert m.values.shape == (75, 55) and torch.isfinite(torch.from_numpy(m.values)).all()
     json.dumps(manifest)  # the manifest stays plain JSON
+
+
+def test_progressive_round_at_guidance_one(tmp_path, tiny_corpus, sample_audio, train_config):
+    """Straight from the guided teacher: the student halves the steps of its one fully
+    conditioned branch and refuses guidance scales it was never taught."""
+    from model_core.generator import Generator
+    from model_core.checkpoint import load_checkpoint
+    from model_core.train import train
+    teacher = train(train_config(tiny_corpus, 2, "fixed"))
+    dc = DistillConfig(steps=2, batch=4, threads=1)
+    s1 = distill(teacher, tiny_corpus, tmp_path / "s1.safetensors", 1, cfg=dc)
+    model, manifest, extra = load_checkpoint(s1)
+    assert not model.cfg.guidance_input and manifest["guidance_fixed"] and manifest["sampler"]["steps"] == 1
+    assert manifest["distillation"][-1]["teacher_steps"] == 2
+    with pytest.raises(LaliaError, match="no guidance to distil"):
+        distill(s1, tiny_corpus, tmp_path / "bad.safetensors", 1, guidance=True, cfg=dc)
+    gen = Generator(model, manifest, extra)
+    m = gen.generate(sample_audio[: 3 * 16000])
+    assert m.values.shape == (75, 55) and torch.isfinite(torch.from_numpy(m.values)).all()
+    with pytest.raises(LaliaError, match="distilled at guidance 1"):
+        gen.generate(sample_audio[: 3 * 16000], guidance={"audio": 1.5})
 
 
 def test_within_five_percent_rule():
