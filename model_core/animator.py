@@ -294,25 +294,36 @@ def _prosody_events(phones, T, energy, style, rng, fps):
     return nod_curve, _smooth(brow_curve, 1.5)
 
 
+def blink_times(duration: float, per_minute: float, pauses, rng: np.random.Generator) -> list[float]:
+    """Blink onsets (s): a Poisson process at `per_minute` (at least 0.35 s apart), plus one at
+    about half of the pauses longer than 0.3 s, since people blink at pauses.
+    pauses: (start, end) seconds."""
+    times = []
+    tcur = rng.exponential(60.0 / per_minute) * 0.5
+    while tcur < duration:
+        times.append(tcur)
+        tcur += max(0.35, rng.exponential(60.0 / per_minute))
+    times += [a + 0.05 for a, b in pauses if b - a > 0.3 and a > 0.2 and rng.random() < 0.5]
+    return times
+
+
+def blink_curve(times: list[float], n_frames: int, fps: float = FPS) -> np.ndarray:
+    """Lid closure per frame (0..1) for blinks at `times`: ~100 ms closing, ~150 ms opening."""
+    blink = np.zeros(n_frames, np.float32)
+    shape_t = np.arange(-3, 6) / fps
+    prof = np.where(shape_t < 0, np.exp(-(shape_t / 0.05) ** 2), np.exp(-(shape_t / 0.09) ** 2))
+    for bt in times:
+        idx = int(round(bt * fps)) + np.arange(-3, 6)
+        ok = (idx >= 0) & (idx < n_frames)
+        blink[idx[ok]] = np.maximum(blink[idx[ok]], prof[ok])
+    return blink
+
+
 def _add_blinks_and_gaze(w, phones, style, rng, fps):
     T = len(w)
     dur = T / fps
-    blink = np.zeros(T, np.float32)
-    times = []
-    tcur = rng.exponential(60.0 / style.blink_rate) * 0.5
-    while tcur < dur:
-        times.append(tcur)
-        tcur += max(0.35, rng.exponential(60.0 / style.blink_rate))
-    # people blink at pauses: add one at most long silences
-    times += [p.start + 0.05 for p in phones if p.symbol == "sil" and p.end - p.start > 0.3
-              and p.start > 0.2 and rng.random() < 0.5]
-    shape_t = np.arange(-3, 6) / fps  # ~100 ms close, ~150 ms open
-    for bt in times:
-        c = int(round(bt * fps))
-        prof = np.where(shape_t < 0, np.exp(-(shape_t / 0.05) ** 2), np.exp(-(shape_t / 0.09) ** 2))
-        idx = c + np.arange(-3, 6)
-        ok = (idx >= 0) & (idx < T)
-        blink[idx[ok]] = np.maximum(blink[idx[ok]], prof[ok])
+    pauses = [(p.start, p.end) for p in phones if p.symbol == "sil"]
+    blink = blink_curve(blink_times(dur, style.blink_rate, pauses, rng), T, fps)
     for side in ("Left", "Right"):
         j = _K["eyeBlink" + side]
         w[:, j] = w[:, j] + (1.0 - w[:, j]) * blink

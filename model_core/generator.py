@@ -22,6 +22,7 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .diffusion import SAMPLERS, cosine_schedule, guided, spaced_timesteps
 from .errors import LaliaError
+from .animator import blink_curve, blink_times, frame_energy
 from .motion import ARKIT_NAMES, Motion
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def emotion_vector(emotion, emotions: tuple[str, ...]) -> np.ndarray:
     return v
 
 
+BLINKS_PER_MINUTE = 17.0  # the corpus animator's median speaker (8 to 26 per minute)
 STYLE_SLIDERS = ("head_motion", "expressiveness", "brow_activity", "blink_rate")
 
 
@@ -195,18 +197,20 @@ class Generator:
         emotion_reference: a Motion or motion file whose emotion code is copied (overrides the rest).
         style: None/"auto" (the identity that best matches the voice), "average", a preset name,
             reference motion (npz/csv/Motion) or a style vector.
-        head_motion, expressiveness, brow_activity, blink_rate: style sliders, 0..2 (1 = as the
-            style is), each moving the style along its fitted direction.
+        head_motion, expressiveness, brow_activity: style sliders, 0..2 (1 = as the style is),
+            each moving the style along its fitted direction.
+        blink_rate: 0..2 x the usual blink rate of the blink layer (see `add_blinks`).
         """
         self.last_timings, self.last_info = Timings(), {}
-        _, feats = self.features(audio)
+        wav, feats = self.features(audio)
         T = len(feats)
         dev = self.device
         f = torch.from_numpy(feats).to(dev)
         code = self._emotion_codes(emotion, emotion_from_voice, emotion_reference, f, T)
+        if not 0.0 <= float(blink_rate) <= 2.0:
+            raise LaliaError(f"blink_rate must be between 0 and 2, got {blink_rate}")
         style_vec = self.apply_style_sliders(self.style_vector(style, f), dict(
-            head_motion=head_motion, expressiveness=expressiveness, brow_activity=brow_activity,
-            blink_rate=blink_rate))
+            head_motion=head_motion, expressiveness=expressiveness, brow_activity=brow_activity))
         defaults = self.manifest["sampler"]
         steps = int(steps or defaults["steps"])
         sampler_fn = SAMPLERS.get(sampler or defaults["name"])
@@ -259,7 +263,26 @@ class Generator:
         values = (out * self.std + self.mean).cpu().numpy()
         arkit = np.array([c in ARKIT_NAMES for c in self.channels])
         values[:, arkit] = np.clip(values[:, arkit], 0.0, 1.0)  # blendshape weights; FLAME isn't clipped
-        return Motion(self.fps, self.channels, values)
+        return Motion(self.fps, self.channels, self.add_blinks(values, wav, seed, blink_rate))
+
+    def add_blinks(self, values: np.ndarray, wav: np.ndarray, seed: int, rate: float) -> np.ndarray:
+        """Blinks on top of the model's lids, timed as the corpus animator times them (a Poisson
+        process plus blinks at pauses), at BLINKS_PER_MINUTE x `rate`. Speech doesn't predict
+        when people blink, so a few-step sampler averages blinks away (the shipped model alone
+        blinks a few times a minute against the corpus's ~18); this layer puts them back, and
+        is what the Blink rate slider sets (0 = the model's own lids only)."""
+        if rate <= 0 or "eyeBlinkLeft" not in self.channels:
+            return values
+        T = len(values)
+        quiet = np.concatenate([[False], frame_energy(wav, T, fps=self.fps) < 0.1, [False]])
+        edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+        pauses = [(a / self.fps, b / self.fps) for a, b in zip(edges[::2], edges[1::2])]
+        rng = np.random.default_rng([int(seed), 2])
+        blink = blink_curve(blink_times(T / self.fps, BLINKS_PER_MINUTE * rate, pauses, rng), T, self.fps)
+        for side in ("Left", "Right"):
+            j = self.channels.index("eyeBlink" + side)
+            values[:, j] += (1.0 - values[:, j]) * blink
+        return values
 
     def window_starts(self, T: int) -> list[int]:
         """First frame of each sampling window; consecutive windows share OVERLAP frames."""

@@ -1,0 +1,144 @@
+"""Markdown tables for the README from the committed measurement reports in docs/.
+
+    python tools/report_tables.py            # prints the quality, distillation and controls tables
+    python tools/report_tables.py --readme   # rewrites them in README.md between their markers
+"""
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+EMOTIONS = ("happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt")
+
+
+def load(name):
+    return json.loads((DOCS / name).read_text())
+
+
+def quality():
+    r = load("eval_default.json")
+    s, h = r["synthetic_test"], r["real_speech"]
+    rows = [
+        ("LVE (mm, lip vertices of the bundled head)", s["lve"], ""),
+        ("reference: **animator spread** (LVE between two renditions of the same utterance by the "
+         "procedural animator with different speaking styles and seeds)", s["animator_spread_lve"], ""),
+        ("LVE / animator spread", f"**{s['lve_over_spread']}**", "≤ 1.5"),
+        ("MOD (mm)", s["mod"], ""), ("FDD (mm)", s["fdd"], ""),
+        (f"lips close on bilabials (synthetic, {s['bilabials']} /p b m/)",
+         f"**{s['bilabial_closure_pred']:.1%}** (ground truth {s['bilabial_closure_gt']:.0%})", "≥ 90%"),
+        ("sync offset, mouth opening vs vowels (synthetic)", f"{s['sync_offset_ms']:.1f} ms", ""),
+        ("beat alignment, head vs audio onsets (pred / ground truth)", f"{s['ba_pred']} / {s['ba_gt']}", ""),
+        ("diversity across seeds (mean lip-vertex distance)", f"{s['diversity_mm']} mm", ""),
+        ("window-join speed / within-window speed", s["boundary_ratio"], "≈ 1 (no jump)"),
+        (f"**real speech** (LibriVox, {h['seconds']} s, {h['clips']} clips): lips close on bilabials "
+         f"({h['bilabials']})", f"**{h['bilabial_closure']:.1%}**", "≥ 85%"),
+        ("real speech: sync offset (mean of clips; per clip "
+         + ", ".join(f"{x:g}" for x in h["sync_offset_ms_per_clip"]) + " ms)", f"**{h['sync_offset_ms']:.0f} ms**",
+         "≤ 40 ms"),
+        ("real speech: head motion std / mean abs angular acceleration",
+         f"{h['head_std_deg']:.2f}° / {h['head_jerk_deg_s2']:.0f} °/s²", "alive, not shaking"),
+    ]
+    out = [f"Model `{r['checkpoint']}` (sha256 {r['checkpoint_sha256'][:12]}), {r['steps']} sampler steps; "
+           f"{s['takes']} test takes ({s['frames']:,} frames).", "",
+           "| metric | shipped model | target |", "|---|---|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    es = s["emotion_shift"]
+    out += ["", "| emotion shift | " + " | ".join(EMOTIONS) + " |", "|---" * (len(EMOTIONS) + 1) + "|",
+            "| predicted | " + " | ".join(f"{es[e]['pred']:.2f}" for e in EMOTIONS) + " |",
+            "| ground truth | " + " | ".join(f"{es[e]['gt']:.2f}" for e in EMOTIONS) + " |"]
+    return "\n".join(out)
+
+
+def distillation():
+    t = load("distillation.json")
+    out = ["| checkpoint | steps | LVE mm | closure (synthetic) | closure (real) | sync offset real ms | "
+           "emotion recognised | sampler s / 60 s | total s / 60 s | within 5% |", "|---" * 10 + "|"]
+    for r in t["rows"]:
+        ok = r.get("within_5pct_of_teacher")
+        out.append(f"| {r['checkpoint'].replace('.safetensors', '')} | {r['steps']} | {r['lve_mm']:.3f} | "
+                   f"{r['bilabial_closure']:.1%} | {r['real_bilabial_closure']:.1%} | {r['real_sync_offset_ms']:.0f} | "
+                   f"{r['emotion_recognised']:.0%} | {r['sampler_seconds_60s']:.2f} | {r['total_seconds_60s']:.2f} | "
+                   f"{'teacher' if ok is None else ('yes' if ok else 'no')} |")
+    out += ["", f"Shipped: `{t['shipped']}` (rule: {t['rule']})."]
+    return "\n".join(out)
+
+
+def controls():
+    r = load("controls_default.json")
+    w, rec, conf = r["emotion_keeps_words"], r["emotion_recognised"], r["emotion_confidence_by_intensity"]
+    out = [f"{w['takes']} held-out takes, {w['bilabials']} bilabials; neutral closes "
+           f"{w['neutral']['bilabial_closure']:.1%}.", "",
+           "| emotion at intensity 1 | closure | closure drop | mouth corr. with neutral | corr. drop | "
+           "recognised | confidence at 0.25 / 0.5 / 0.75 / 1 |", "|---" * 7 + "|"]
+    for e in EMOTIONS:
+        out.append(f"| {e} | {w[e]['bilabial_closure']:.1%} | {w[e]['closure_drop_pct']:+.1f}% | "
+                   f"{w[e]['mouth_corr_with_neutral']:.3f} | {w[e]['corr_drop_pct']:+.1f}% | {rec[e]:.0%} | "
+                   + " / ".join(f"{x:.2f}" for x in conf[e]) + " |")
+    s = r["style_follows_reference"]
+    out += ["", f"Style follows the reference ({s['speakers']} held-out speakers): head-motion r = "
+            f"**{s['head_motion_r']}**, articulation r = **{s['articulation_r']}** (target ≥ 0.8).", "",
+            "| slider (0 → 2 in 5 steps) | measured | curve | monotonic |", "|---|---|---|---|"]
+    for name, v in r["sliders"].items():
+        out.append(f"| {name} | {v['measure']} | " + " → ".join(f"{x:g}" for x in v["values"])
+                   + f" | {'yes' if v['monotonic'] else '**no**'} |")
+    sw, ids = r["vae_swap"], r["identity_retrieval"]
+    out += ["", f"AD-VAE code swap ({sw['pairs']} pairs, content of A + emotion of B): B's emotion recognised in "
+            f"{sw['emotion_of_b_recognised']:.0%}, mouth correlation with A {sw['mouth_corr_with_a']}. "
+            f"Identity library: the voice finds its own speaker among {ids['library']} in "
+            f"{ids['top1']:.0%} of {ids['clips']} clips (top-5 {ids['top5']:.0%}). Emotion classifier: "
+            f"train accuracy {r['classifier']['train_accuracy']:.0%}."]
+    return "\n".join(out)
+
+
+def speed():
+    r, b = load("bench.json"), load("bench_blender.json")
+    d = r["diffposetalk_config"]
+    rows = [("(a) DiffPoseTalk-configured sampler", f"{d['params_M']}M params, 500 DDPM × 3 branches",
+             "", "", f"{d['sampler_seconds']:.0f}", "", "")]
+    for label, key in (("(b) teacher", "teacher"), ("(c) shipped", "shipped"), ("(c) shipped, 10 min", "shipped_long")):
+        if key in r:
+            o, sp = r[key], r[key]["split_seconds"]
+            rows.append((label, f"{o['steps']} step(s), {o['audio_seconds']:.0f} s of speech",
+                         f"**{o['wall_seconds']:.2f}**", f"{o['real_time_factor']}×",
+                         f"{sp['sampler']:.2f} ({o['sampler_share']:.0%})",
+                         f"{sp['audio_decoding']:.3f} / {sp['speech_encoder']:.2f} / {sp['writing']:.3f}",
+                         f"{o['peak_memory_MB']:.0f}"))
+    out = [f"`python -m model_core bench --long` on this machine ({r['cpu_count']} cores, "
+           f"{r['torch_threads']} torch threads; `docs/bench.json`):", "",
+           "| run | what | wall s | real time | sampler s (share) | decode / encoder / writing s | peak MB |",
+           "|---" * 7 + "|"]
+    out += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    a = r["speedup_a_over_c"]
+    out += ["", f"(a)/(c): sampler **{a['sampler']:.0f}×**, end to end {a['end_to_end']:.0f}× "
+            f"((a) is timed over {d['method'].split(',')[0].replace('timed ', '')} and scaled to its "
+            f"{d['passes']:,} passes)."]
+    if "speedup_b_over_c" in r:
+        out[-1] += f" (b)/(c): sampler {r['speedup_b_over_c']['sampler']}×, end to end {r['speedup_b_over_c']['end_to_end']}×."
+    if "long_over_short_time" in r:
+        out[-1] += f" 10 min takes {r['long_over_short_time']}× the time of 1 min (10 = linear)."
+    ms = b["model_split"]
+    out += ["", f"In Blender {b['blender']} (`tools/bench_blender.py`, `docs/bench_blender.json`): Generate from "
+            f"audio for {b['audio_seconds']:.0f} s at {b['scene_fps']} fps takes **{b['operator_seconds']:.2f} s**: "
+            f"the model {b['model_seconds']:.2f} s (decode {ms['audio_decoding']:.3f}, encoder "
+            f"{ms['speech_encoder']:.2f}, sampler {ms['sampler']:.2f}), keyframes for {b['frames_keyed']:,} frames, "
+            f"NLA track and sound strip {b['keyframes_and_scene_seconds']:.2f} s."]
+    return "\n".join(out)
+
+
+TABLES = {"quality": quality, "distillation": distillation, "controls": controls, "speed": speed}
+
+if __name__ == "__main__":
+    if "--readme" in sys.argv:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        for name, f in TABLES.items():
+            pattern = re.compile(rf"(<!-- {name} -->\n)(?:.*?\n)?(<!-- /{name} -->)", re.S)
+            if not pattern.search(text):
+                raise SystemExit(f"README.md has no <!-- {name} --> ... <!-- /{name} --> markers")
+            text = pattern.sub(lambda m: m.group(1) + f() + "\n" + m.group(2), text)
+        readme.write_text(text)
+    else:
+        for name, f in TABLES.items():
+            print(f"<!-- {name} -->\n{f()}\n<!-- /{name} -->\n")
