@@ -80,6 +80,7 @@ distill: setup
 	  --corpus $(CORPUS) --table docs/distillation.json
 	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
 	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
+	$(MC) flame-check --out docs/flame_check.json
 
 bench: setup
 	PYTHONPATH=. $(PY) -m model_core bench --long
