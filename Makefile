@@ -83,9 +83,10 @@ distill: setup
 	$(MC) flame-check --out docs/flame_check.json
 
 bench: setup
-	PYTHONPATH=. $(PY) -m model_core bench --long
+	PYTHONPATH=. $(PY) -m model_core bench --long --json > docs/bench.json
 	$(PY) build_addon.py --no-wheels --out build
-	$(PY) tools/bench_blender.py build/lalia-*-nowheels.zip
+	$(PY) tools/bench_blender.py build/lalia-*-nowheels.zip --out docs/bench_blender.json
+	$(PY) tools/report_tables.py --readme
 
 clean:
 	rm -rf build dist out .pytest_cache

@@ -6,7 +6,7 @@
 shape-key and head-bone keyframes, NLA placement, the sound strip), timed separately after a
 warm-up generation. Prints a table; `--json` prints JSON.
 
-Usage: python tools/bench_blender.py EXTENSION_ZIP [--seconds 60] [--json]
+Usage: python tools/bench_blender.py EXTENSION_ZIP [--seconds 60] [--json] [--out REPORT.json]
 """
 import argparse
 import json
@@ -20,6 +20,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("zip")
 ap.add_argument("--seconds", type=float, default=60.0)
 ap.add_argument("--json", action="store_true")
+ap.add_argument("--out", help="also write the JSON report here (Blender prints its own lines to stdout)")
 args = ap.parse_args()
 os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="lalia-bench-")
 import bpy  # noqa: E402
@@ -58,6 +59,8 @@ report = {"audio_seconds": args.seconds, "scene_fps": 30, "operator_seconds": ro
           "keyframes_and_scene_seconds": round(total - model_s, 3),
           "frames_keyed": int(args.seconds * 30), "status": s.status,
           "blender": bpy.app.version_string}
+if args.out:
+    Path(args.out).write_text(json.dumps(report, indent=1))
 if args.json:
     print(json.dumps(report, indent=1))
 else:
