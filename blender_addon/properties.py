@@ -39,7 +39,7 @@ class LaliaSettings(bpy.types.PropertyGroup):
     brow_activity: FloatProperty(name="Brow activity", default=1.0, min=0.0, max=2.0,
                                  description="Fewer (0) or more (2) brow raises on emphasis; 1 = as the style is")
     blink_rate: FloatProperty(name="Blink rate", default=1.0, min=0.0, max=2.0,
-                              description="Blinks added to the model's own: none (0), about 17 a minute (1), twice as many (2)")
+                              description="Blinks added to the model's own: none (0), about 18 a minute (1), more (2)")
     checkpoint: StringProperty(name="Model", subtype="FILE_PATH",
                                description="A Lalia checkpoint (.safetensors); empty = the bundled default")
     seed: IntProperty(name="Variation seed", default=0, min=0)

@@ -58,7 +58,7 @@ def emotion_vector(emotion, emotions: tuple[str, ...]) -> np.ndarray:
     return v
 
 
-BLINKS_PER_MINUTE = 17.0  # the corpus animator's median speaker (8 to 26 per minute)
+BLINKS_PER_MINUTE = 11.0  # with the blinks at pauses: about the corpus median of 18 a minute
 STYLE_SLIDERS = ("head_motion", "expressiveness", "brow_activity", "blink_rate")
 
 

@@ -120,11 +120,10 @@ def test_blink_rate_sets_the_blink_layer(generator, sample_audio):
     """Blinks at about the corpus's rate, more with the slider, none added at 0; the rest of
     the face is untouched."""
     from model_core.controls_eval import _blinks_per_minute
-    from model_core.generator import BLINKS_PER_MINUTE
     audio = np.tile(sample_audio, 3)[: 60 * 16000]
     runs = {v: generator.generate(audio, seed=0, blink_rate=v) for v in (0.0, 1.0, 2.0)}
     rate = {v: _blinks_per_minute(m.values) for v, m in runs.items()}
-    assert rate[0.0] < 6 and 0.6 * BLINKS_PER_MINUTE < rate[1.0] < 1.6 * BLINKS_PER_MINUTE < rate[2.0] + 8
+    assert rate[0.0] < 6 and 10 < rate[1.0] < 28 < rate[2.0] + 10  # the corpus: 18 a minute (8 to 29)
     assert rate[0.0] < rate[1.0] < rate[2.0]
     lids = [runs[1.0].channels.index(c) for c in ("eyeBlinkLeft", "eyeBlinkRight")]
     rest = np.ones(len(runs[1.0].channels), bool)
