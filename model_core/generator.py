@@ -225,8 +225,10 @@ class Generator:
         t0 = time.perf_counter()  # "sampler" time includes the priors
         # the decoupled priors (with the emotion code, and neutral for the no-emotion branch)
         c_hat = self.model.content_prior(f[None])
-        priors = (self.model.vae.decode(c_hat, code[None])[0],
-                  self.model.vae.decode(c_hat, self.model.neutral_code().expand(1, T, -1))[0])
+        emotion_prior = self.model.vae.decode(c_hat, code[None])[0]
+        no_emotion_branch = any(not c[1] for c in self._branches(scales, style_vec is not None)[0])
+        priors = (emotion_prior, self.model.vae.decode(c_hat, self.model.neutral_code().expand(1, T, -1))[0]
+                  if no_emotion_branch else emotion_prior)  # (the second is then never used)
         N, P, C = self.cfg.window, self.cfg.prev, self.cfg.motion_dim
         O = min(OVERLAP, N // 4)
         out = torch.zeros(T, C, device=dev)
@@ -317,21 +319,26 @@ class Generator:
         self.last_info["emotion_mean"] = dict(zip(self.emotions, np.round(curve.mean(0).cpu().numpy(), 3).tolist()))
         return self.model.vae.emotion_code(curve)
 
+    def _branches(self, scales: dict, has_style: bool) -> tuple[list[tuple], list[float]]:
+        """The guidance branches a window runs, as (audio_on, emotion_on, style_on) flags, and
+        the scales between them: only those a scale differs from 1 needs (all scales 1: the
+        fully conditioned branch alone); a guidance-distilled student always runs that one."""
+        conds = [  # D_0 .. D_3
+            (False, False, False), (True, False, False), (True, True, False), (True, True, True)]
+        w = [float(scales.get("audio", 1.0)), float(scales.get("emotion", 1.0)), float(scales.get("style", 1.0))]
+        if not has_style:
+            conds, w = conds[:3], w[:2]
+        if self.cfg.guidance_input:
+            return conds[-1:], []
+        first = next((i for i, x in enumerate(w) if abs(x - 1.0) > 1e-6), len(w))
+        return conds[first:], w[first:]
+
     def _sample_window(self, sampler_fn, timesteps, scales, gen, win: dict):
         """One window through the sampler. A teacher runs incremental guidance over the branches
         it needs; a guidance-distilled student runs one branch with the scales as input."""
-        conds = [  # (audio_on, emotion_on, style_on): D_0 .. D_3
-            (False, False, False), (True, False, False), (True, True, False), (True, True, True)]
-        w = [float(scales.get("audio", 1.0)), float(scales.get("emotion", 1.0)), float(scales.get("style", 1.0))]
         style = win["style"]
-        if style is None:
-            conds, w = conds[:3], w[:2]
         student = self.cfg.guidance_input
-        if student:
-            conds, w = conds[-1:], []
-        else:
-            first = next((i for i, x in enumerate(w) if abs(x - 1.0) > 1e-6), len(w))
-            conds, w = conds[first:], w[first:]
+        conds, w = self._branches(scales, style is not None)
         B = len(conds)
         dev = self.device
         flags = torch.tensor(conds, device=dev)
