@@ -190,7 +190,7 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
             vals.append(float(np.mean([measure(gen.generate(t.audio, seed=seed, style="average", **{name: level}).values, vm)
                                        for t in test[:4]])))
         d = np.diff(vals)
-        sliders[name] = {"measure": what, "levels": list(SLIDER_STEPS), "values": [round(x, 3) for x in vals],
+        sliders[name] = {"measure": what, "levels": list(SLIDER_STEPS), "values": [float(f"{x:.4g}") for x in vals],
                          "monotonic": bool(np.all(d > 0))}
     report["sliders"] = sliders
 
