@@ -103,10 +103,15 @@ def cmd_eval(a):
     if a.corpus:
         report["synthetic_test"] = evaluate_corpus(gen, a.corpus, max_takes=a.max_takes, steps=a.steps)
     report["real_speech"] = evaluate_real_speech(gen, steps=a.steps)
+    _emit(report, a.out)
+
+
+def _emit(report: dict, out: str | None) -> None:
+    """Print a JSON report, and keep it in `out` when given."""
     text = json.dumps(report, indent=1)
     print(text)
-    if a.out:
-        Path(a.out).write_text(text)
+    if out:
+        Path(out).write_text(text)
 
 
 def cmd_ship(a):
@@ -127,10 +132,7 @@ def cmd_eval_controls(a):
     from .generator import load_generator
     report = {"checkpoint": str(a.checkpoint or "default"), "checkpoint_sha256": weights_sha256(a.checkpoint),
               **evaluate_controls(load_generator(a.checkpoint), a.corpus, takes=a.takes)}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text)
+    _emit(report, a.out)
 
 
 def cmd_distill(a):
@@ -145,10 +147,7 @@ def cmd_flame_check(a):
     from .generator import load_generator
     from .evaluate import SAMPLE_SPEECH
     motion = load_generator(a.checkpoint).generate(str(SAMPLE_SPEECH), emotion={"happy": 0.5}, seed=0)
-    report = validate_retarget(motion, n_components=a.components)
-    print(json.dumps(report, indent=1))
-    if a.out:
-        Path(a.out).write_text(json.dumps(report, indent=1))
+    _emit(validate_retarget(motion, n_components=a.components), a.out)
 
 
 def cmd_flame_convert(a):

@@ -97,10 +97,13 @@ def guided(branches: Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]],
         D_0 + sum_i scales[i] * (D_{i+1} - D_i)
     With every scale 1 this is D_k.
     """
-    def denoise(x, t):
-        d = branches(x, t)
-        out = d[0]
-        for i, w in enumerate(scales):
-            out = out + w * (d[i + 1] - d[i])
-        return out
-    return denoise
+    return lambda x, t: combine_incremental(branches(x, t), scales)
+
+
+def combine_incremental(preds: Sequence[torch.Tensor], scales) -> torch.Tensor:
+    """D_0 + sum_i scales[i] * (D_{i+1} - D_i). Each scale a float, or a tensor that
+    broadcasts against the predictions (per-example scales)."""
+    out = preds[0]
+    for i, w in enumerate(scales):
+        out = out + w * (preds[i + 1] - preds[i])
+    return out

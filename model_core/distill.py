@@ -28,7 +28,7 @@ import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import WindowSampler, load_split
-from .diffusion import cosine_schedule, spaced_timesteps
+from .diffusion import combine_incremental, cosine_schedule, spaced_timesteps
 from .errors import LaliaError
 from .networks import LaliaModel
 from .train import TrainConfig, _lr, denoiser_conditions
@@ -67,9 +67,7 @@ def _guided_x0(model: LaliaModel, x, t, cond: dict, scales: torch.Tensor, prior_
     kw["prior"] = torch.cat([prior_neutral, prior_neutral, cond["prior"], cond["prior"]])
     for j, name in enumerate(("audio_on", "emotion_on", "style_on")):
         kw[name] = torch.cat([f[j] for f in flags])
-    d = den(rep(x), rep(t), **kw).chunk(4)
-    w = scales.view(B, 3, 1, 1)
-    return d[0] + w[:, 0] * (d[1] - d[0]) + w[:, 1] * (d[2] - d[1]) + w[:, 2] * (d[3] - d[2])
+    return combine_incremental(den(rep(x), rep(t), **kw).chunk(4), scales.view(B, 3, 1, 1).unbind(1))
 
 
 def _ddim_step(x, x0, ab, ab_next):
@@ -248,14 +246,15 @@ def pick_student(teacher_path, student_paths, corpus, table_path, out=None) -> d
         row = {"checkpoint": Path(path).name, **quality(gen, corpus)}
         rows.append(row)
         log.info("%s", row)
-    return ship_choice(rows, teacher_path, student_paths, table_path, out)
+    return ship_choice(rows, teacher_path, student_paths, table_path, out, style_space)
 
 
-def ship_choice(rows: list[dict], teacher_path, student_paths, table_path, out=None) -> dict:
+def ship_choice(rows: list[dict], teacher_path, student_paths, table_path, out=None,
+                style_space: dict | None = None) -> dict:
     """From measured rows (teacher first, then the students in order): ship the fewest-step
     student within 5% of the teacher, or the teacher when none is, and write the table."""
     from .checkpoint import DEFAULT_CHECKPOINT
-    style_space = _style_space(teacher_path)
+    style_space = _style_space(teacher_path) if style_space is None else style_space
     teacher = rows[0]
     for row in rows[1:]:
         row["within_5pct_of_teacher"] = within(row, teacher)

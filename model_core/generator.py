@@ -59,7 +59,6 @@ def emotion_vector(emotion, emotions: tuple[str, ...]) -> np.ndarray:
 
 
 BLINKS_PER_MINUTE = 11.0  # with the blinks at pauses: about the corpus median of 18 a minute
-STYLE_SLIDERS = ("head_motion", "expressiveness", "brow_activity", "blink_rate")
 
 
 class Generator:

@@ -32,11 +32,10 @@ PRESETS = {
 }
 
 
-# slider -> the speaker style field it moves
 # the extra tensors that describe the style space (derived from the style encoder and the corpus)
 STYLE_EXTRAS = ("preset.", "slider.", "identity_styles")
-SLIDERS = {"head_motion": "head_amount", "expressiveness": "articulation",
-           "brow_activity": "brow_activity", "blink_rate": "blink_rate"}
+# style slider -> the speaker style field it moves (blink rate sets the generator's blink layer)
+SLIDERS = {"head_motion": "head_amount", "expressiveness": "articulation", "brow_activity": "brow_activity"}
 
 
 @torch.inference_mode()
