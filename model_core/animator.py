@@ -196,7 +196,11 @@ def articulate(phones: list[Phone], n_frames: int, style: Style, tension: np.nda
     return num / den, closure
 
 
-def _smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
+HEAD_SMOOTHING_FRAMES = 1.0  # the head never moves faster than this smoothing lets it
+
+
+def gaussian_smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Gaussian smoothing along the first axis (edges padded with their values)."""
     if sigma_frames <= 0:
         return x
     r = int(3 * sigma_frames) + 1
@@ -291,7 +295,7 @@ def _prosody_events(phones, T, energy, style, rng, fps):
     kernel = (kt / 0.12) * np.exp(1 - kt / 0.12)
     nod_curve = np.convolve(nods, kernel)[:T]
     brow_curve = np.clip(np.convolve(brow, np.exp(-np.arange(int(0.6 * fps)) / (0.25 * fps)))[:T], 0, 1)
-    return nod_curve, _smooth(brow_curve, 1.5)
+    return nod_curve, gaussian_smooth(brow_curve, 1.5)
 
 
 def blink_times(duration: float, per_minute: float, pauses, rng: np.random.Generator) -> list[float]:
@@ -335,7 +339,7 @@ def _add_blinks_and_gaze(w, phones, style, rng, fps):
         gx[i:], gy[i:] = x, y
         x, y = rng.normal(0, 0.12), rng.normal(0, 0.08)
         tcur += rng.uniform(0.8, 3.0)
-    gx, gy = _smooth(gx, 0.8), _smooth(gy, 0.8)
+    gx, gy = gaussian_smooth(gx, 0.8), gaussian_smooth(gy, 0.8)
     # +x = look to the character's left: left eye looks out, right eye looks in
     w[:, _K["eyeLookOutLeft"]] += np.clip(gx, 0, None)
     w[:, _K["eyeLookInRight"]] += np.clip(gx, 0, None)
@@ -359,11 +363,11 @@ def _head_motion(phones, T, nods, style, amount, offsets, rng, fps):
     for p in phones:
         if p.symbol == "sil" and p.end - p.start > 0.15 and p.start > 0.1:
             turn[int(p.start * fps):] = rng.normal(0, [0.06, 0.025])
-    turn = _smooth(turn, 0.25 * fps)
+    turn = gaussian_smooth(turn, 0.25 * fps)
     head = drift
     head[:, 0] += 0.06 * nods
     head[:, 1:] += turn
     head *= (style.head_amount * amount)[:, None]
     head[:, 0] += offsets[:, 0]
     head[:, 2] += offsets[:, 1]
-    return _smooth(head, 1.0).astype(np.float32)
+    return gaussian_smooth(head, HEAD_SMOOTHING_FRAMES).astype(np.float32)

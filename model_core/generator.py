@@ -22,6 +22,7 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .diffusion import SAMPLERS, cosine_schedule, guided, spaced_timesteps
 from .errors import LaliaError
+from .amplitude import head_activity, reference_head_gain, scale_brow_raises, scale_head, smooth_head
 from .animator import blink_curve, blink_times, frame_energy
 from .motion import ARKIT_NAMES, Motion
 
@@ -116,18 +117,27 @@ class Generator:
             return vec
         if isinstance(style, str) and style in self.presets:
             return self.presets[style]
+        reference = self.style_reference(style)
+        if reference is not None:
+            return self.style_from_motion(reference)
+        v = torch.as_tensor(np.asarray(style, np.float32), device=self.device)
+        if v.shape != (self.cfg.style_dim,):
+            raise LaliaError(f"A style vector must have {self.cfg.style_dim} values")
+        return v
+
+    def style_reference(self, style) -> Motion | None:
+        """The reference motion a style names (a Motion or a motion file), else None."""
+        if isinstance(style, Motion):
+            return style
+        if isinstance(style, str) and (style in self.presets or style.lower() in ("auto", "average", "none", "")):
+            return None
         if isinstance(style, (str, Path)):
             p = Path(style)
             if not p.exists():
                 raise LaliaError(f"Style '{style}' is neither a preset ({', '.join(sorted(self.presets)) or 'none'}), "
                                  f"'auto', 'average', nor an existing motion file")
-            style = Motion.load(p)
-        if isinstance(style, Motion):
-            return self.style_from_motion(style)
-        v = torch.as_tensor(np.asarray(style, np.float32), device=self.device)
-        if v.shape != (self.cfg.style_dim,):
-            raise LaliaError(f"A style vector must have {self.cfg.style_dim} values")
-        return v
+            return Motion.load(p)
+        return None
 
     def _reference_clips(self, motion: Motion, what: str) -> list[torch.Tensor]:
         """Normalised 4 s clips of a reference motion (any fps, any ARKit subset)."""
@@ -185,7 +195,7 @@ class Generator:
     def generate(self, audio, emotion=None, emotion_from_voice: bool = False, emotion_reference=None,
                  style=None, steps: int | None = None, seed: int = 0, sampler: str | None = None,
                  guidance: dict | None = None, head_motion: float = 1.0, expressiveness: float = 1.0,
-                 brow_activity: float = 1.0, blink_rate: float = 1.0,
+                 brow_activity: float = 1.0, blink_rate: float = 1.0, match_reference_head: bool = True,
                  progress: Callable[[float], None] | None = None,
                  cancel: Callable[[], bool] | None = None) -> Motion:
         """Audio (path or 16 kHz float array) -> Motion at 25 fps (52 ARKit + head rotation).
@@ -197,8 +207,11 @@ class Generator:
         style: None/"auto" (the identity that best matches the voice), "average", a preset name,
             reference motion (npz/csv/Motion) or a style vector.
         head_motion, expressiveness, brow_activity: style sliders, 0..2 (1 = as the style is),
-            each moving the style along its fitted direction.
+            each moving the style along its fitted direction; head_motion and brow_activity also
+            scale the head movement and the brow raises by their value (see `amplitude.py`).
         blink_rate: 0..2 x the usual blink rate of the blink layer (see `add_blinks`).
+        match_reference_head: with a motion reference as the style, give the generated head the
+            reference's amount of movement (the denoiser alone barely follows it).
         """
         self.last_timings, self.last_info = Timings(), {}
         wav, feats = self.features(audio)
@@ -208,7 +221,8 @@ class Generator:
         code = self._emotion_codes(emotion, emotion_from_voice, emotion_reference, f, T)
         if not 0.0 <= float(blink_rate) <= 2.0:
             raise LaliaError(f"blink_rate must be between 0 and 2, got {blink_rate}")
-        style_vec = self.apply_style_sliders(self.style_vector(style, f), dict(
+        reference = self.style_reference(style)
+        style_vec = self.apply_style_sliders(self.style_vector(reference or style, f), dict(
             head_motion=head_motion, expressiveness=expressiveness, brow_activity=brow_activity))
         defaults = self.manifest["sampler"]
         steps = int(steps or defaults["steps"])
@@ -264,6 +278,13 @@ class Generator:
         values = (out * self.std + self.mean).cpu().numpy()
         arkit = np.array([c in ARKIT_NAMES for c in self.channels])
         values[:, arkit] = np.clip(values[:, arkit], 0.0, 1.0)  # blendshape weights; FLAME isn't clipped
+        smooth_head(values, self.channels)
+        head_gain = float(head_motion)
+        if reference is not None and match_reference_head:
+            head_gain *= reference_head_gain(head_activity(reference.resample(self.fps).values, reference.channels),
+                                             head_activity(values, self.channels))
+        self.last_info["head_gain"] = round(head_gain, 3)
+        scale_brow_raises(scale_head(values, self.channels, head_gain), self.channels, float(brow_activity))
         return Motion(self.fps, self.channels, self.add_blinks(values, wav, seed, blink_rate))
 
     def add_blinks(self, values: np.ndarray, wav: np.ndarray, seed: int, rate: float) -> np.ndarray:

@@ -116,6 +116,32 @@ def test_style_sliders_move_their_property(generator, clip):
         assert low < mid < high, (name, low, mid, high)
 
 
+def test_head_motion_slider_scales_the_head_and_a_reference_sets_its_amount(generator, clip):
+    """0 keeps the head still, 2 moves it twice as much; a motion reference's head movement
+    (RMS frame-to-frame rotation) is what the generated head gets, unless matching is off."""
+    from model_core.amplitude import head_activity
+    from model_core.animator import Style, animate
+    from model_core.tts import synthesize
+    still = generator.generate(clip, seed=0, head_motion=0.0).values[:, 52:]
+    assert np.degrees(still.std(0)).max() < 1e-4
+    act = {v: head_activity(generator.generate(clip, seed=0, head_motion=v).values, ARKIT_HEAD_LAYOUT)
+           for v in (1.0, 2.0)}
+    assert 1.7 < act[2.0] / act[1.0] < 2.3  # (the style also moves along the head direction)
+    u = synthesize("Well, I never thought we would see the harbour again, did you?",
+                   {"engine": "espeak", "name": "en-us", "rate": 160, "pitch": 50, "range": 50},
+                   {"pitch": 1.0, "range": 1.0, "rate": 1.0})
+    T = int(u.duration * 25)
+    neutral = np.tile(np.eye(8)[0], (T, 1))
+    for amount in (0.35, 1.7):
+        ref = animate(u.phones, T, neutral, Style(head_amount=amount), np.random.default_rng(1))
+        target = head_activity(ref.values, ref.channels)
+        matched = generator.generate(clip, seed=0, style=ref)
+        assert abs(head_activity(matched.values, ARKIT_HEAD_LAYOUT) / target - 1) < 0.02, amount
+        alone = generator.generate(clip, seed=0, style=ref, match_reference_head=False)
+        assert generator.last_info["head_gain"] == 1.0
+        np.testing.assert_array_equal(alone.values[:, :52], matched.values[:, :52])  # only the head differs
+
+
 def test_blink_rate_sets_the_blink_layer(generator, sample_audio):
     """Blinks at about the corpus's rate, more with the slider, none added at 0; the rest of
     the face is untouched."""

@@ -1,0 +1,96 @@
+"""How much the head moves and how high the brows rise, set on generated motion in plain code.
+
+The denoiser follows the style vector's speaking energy (articulation) but hardly its head
+amount or brow activity: moving the style along the fitted head-motion direction from 0 to 2
+changed the generated head motion by 1%, and a reference clip's head motion correlated with the
+generated one at r = 0.15 (docs/controls_default.json before this layer). So these two amounts
+are applied here, after sampling, where they cannot fail to act:
+
+- head rotation is first smoothed as the corpus smooths it (the few-step sampler leaves a
+  frame-to-frame shake in it, 2.8 times the corpus's frame-to-frame head movement);
+
+- head motion is scaled about the clip's median pose (so a held pose, such as the head an
+  emotion lowers, stays where it is and only the movement grows or shrinks), by the Head motion slider and, with
+  a motion reference, by how much more or less the reference's head moves than the generated
+  head (RMS frame-to-frame rotation, which pose offsets barely touch);
+- brow raises (the brows above their resting level, which is what remains after removing
+  every bump shorter than 2 s: the resting brow an emotion sets) are scaled by the Brow
+  activity slider.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .animator import HEAD_SMOOTHING_FRAMES, gaussian_smooth
+
+HEAD = ("headPitch", "headYaw", "headRoll")
+BROWS = ("browInnerUp", "browOuterUpLeft", "browOuterUpRight")
+REFERENCE_GAIN_RANGE = (0.25, 4.0)  # a reference can shrink or grow head motion this much at most
+BROW_BASELINE_FRAMES = 51           # 2 s at 25 fps: longer than a raise (~0.35 s)
+
+
+def _columns(channels, names) -> list[int]:
+    return [channels.index(n) for n in names if n in channels]
+
+
+def head_activity(values: np.ndarray, channels) -> float | None:
+    """RMS frame-to-frame head rotation (radians per frame, over the three axes); None when the
+    motion has no head channels or is too short to say."""
+    cols = _columns(tuple(channels), HEAD)
+    if len(cols) < 3 or len(values) < 3:
+        return None
+    return float(np.sqrt((np.diff(values[:, cols], axis=0) ** 2).sum(1).mean()))
+
+
+def reference_head_gain(reference_activity: float | None, generated_activity: float | None) -> float:
+    """The gain that gives generated head motion the reference's activity (1 when either is
+    unknown or the generated head is still), clamped to REFERENCE_GAIN_RANGE."""
+    if not reference_activity or not generated_activity or generated_activity < 1e-6:
+        return 1.0
+    lo, hi = REFERENCE_GAIN_RANGE
+    return float(np.clip(reference_activity / generated_activity, lo, hi))
+
+
+def smooth_head(values: np.ndarray, channels) -> np.ndarray:
+    """Head rotation smoothed as the corpus animator smooths it (in place; returns `values`).
+    The training motion has no head movement faster than that, so what a few-step sampler
+    leaves there is sampling noise: frame-to-frame shake of about half a degree."""
+    cols = _columns(tuple(channels), HEAD)
+    if cols:
+        values[:, cols] = gaussian_smooth(values[:, cols], HEAD_SMOOTHING_FRAMES)
+    return values
+
+
+def scale_head(values: np.ndarray, channels, gain: float) -> np.ndarray:
+    """Head rotation scaled by `gain` about its median pose (in place; returns `values`)."""
+    cols = _columns(tuple(channels), HEAD)
+    if abs(gain - 1.0) < 1e-6 or not cols:
+        return values
+    head = values[:, cols]
+    median = np.median(head, axis=0)
+    values[:, cols] = median + gain * (head - median)
+    return values
+
+
+def _running(x: np.ndarray, frames: int, reduce) -> np.ndarray:
+    half = frames // 2
+    padded = np.pad(x, ((half, half), (0, 0)), mode="edge")
+    return reduce(np.lib.stride_tricks.sliding_window_view(padded, frames, axis=0), axis=-1)
+
+
+def brow_baseline(brows: np.ndarray, frames: int = BROW_BASELINE_FRAMES) -> np.ndarray:
+    """T x k resting brows: a morphological opening (running minimum, then running maximum,
+    over `frames`). It removes raises shorter than `frames` and keeps slower changes, such as
+    an emotion's resting brow stepping up or down, exactly where they happen."""
+    return _running(_running(brows, frames, np.min), frames, np.max)
+
+
+def scale_brow_raises(values: np.ndarray, channels, gain: float) -> np.ndarray:
+    """Brow raises above the resting brows scaled by `gain`, weights kept in 0..1 (in place)."""
+    cols = _columns(tuple(channels), BROWS)
+    if abs(gain - 1.0) < 1e-6 or not cols:
+        return values
+    brows = values[:, cols]
+    base = brow_baseline(brows)
+    values[:, cols] = np.clip(base + gain * (brows - base), 0.0, 1.0)
+    return values

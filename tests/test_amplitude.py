@@ -1,0 +1,64 @@
+"""The amplitude layer on plain arrays: head movement scaled about the median pose, brow raises
+scaled above the resting brows, the reference gain."""
+import numpy as np
+
+from model_core.amplitude import (BROWS, HEAD, brow_baseline, head_activity, reference_head_gain,
+                                  scale_brow_raises, scale_head)
+from model_core.motion import ARKIT_HEAD_LAYOUT
+
+CH = ARKIT_HEAD_LAYOUT
+
+
+def _motion(T=200, seed=0):
+    rng = np.random.default_rng(seed)
+    v = np.zeros((T, len(CH)), np.float32)
+    t = np.arange(T) / 25
+    head = [CH.index(n) for n in HEAD]
+    v[:, head] = 0.05 + 0.03 * np.sin(2 * np.pi * 0.7 * t)[:, None] * rng.uniform(0.5, 1.5, 3)
+    return v
+
+
+def test_scale_head_keeps_the_median_pose_and_scales_the_movement():
+    v = _motion()
+    head = [CH.index(n) for n in HEAD]
+    before = v[:, head].copy()
+    out = scale_head(v.copy(), CH, 2.0)
+    np.testing.assert_allclose(np.median(out[:, head], 0), np.median(before, 0), atol=1e-6)
+    np.testing.assert_allclose(out[:, head].std(0), 2 * before.std(0), rtol=1e-5)
+    assert head_activity(out, CH) / head_activity(v, CH) > 1.99
+    still = scale_head(v.copy(), CH, 0.0)
+    assert still[:, head].std(0).max() < 1e-7 and head_activity(still, CH) < 1e-7
+    others = np.ones(len(CH), bool)
+    others[head] = False
+    np.testing.assert_array_equal(out[:, others], v[:, others])
+
+
+def test_head_activity_needs_head_channels():
+    v = _motion()
+    assert head_activity(v[:, :52], CH[:52]) is None
+    assert head_activity(v, CH) > 0
+
+
+def test_reference_gain_matches_and_is_clamped():
+    assert reference_head_gain(0.02, 0.01) == 2.0
+    assert reference_head_gain(1.0, 0.01) == 4.0 and reference_head_gain(1e-4, 0.01) == 0.25
+    assert reference_head_gain(None, 0.01) == 1.0 and reference_head_gain(0.02, 0.0) == 1.0
+
+
+def test_brow_raises_scale_above_the_resting_brow():
+    """A resting brow that steps up (an emotion) stays; the short raises on top scale."""
+    T = 300
+    v = np.zeros((T, len(CH)), np.float32)
+    cols = [CH.index(n) for n in BROWS]
+    rest = np.where(np.arange(T) < 150, 0.1, 0.5)
+    raises = np.zeros(T)
+    for c in (40, 100, 200, 260):
+        raises[c:c + 8] = 0.2
+    v[:, cols] = (rest + raises)[:, None]
+    base = brow_baseline(v[:, cols])
+    assert np.abs(base[10:140, 0] - 0.1).max() < 1e-6 and np.abs(base[150:290, 0] - 0.5).max() < 1e-6
+    out = scale_brow_raises(v.copy(), CH, 2.0)
+    np.testing.assert_allclose(out[[42, 102, 202, 262], cols[0]], rest[[42, 102, 202, 262]] + 0.4, atol=1e-6)
+    np.testing.assert_allclose(out[[20, 120, 230], cols[0]], rest[[20, 120, 230]], atol=1e-6)
+    none = scale_brow_raises(v.copy(), CH, 0.0)
+    assert none[[42, 102, 202, 262], cols[0]].max() <= 0.5 + 1e-6 and none[42, cols[0]] < 0.1 + 1e-6
