@@ -33,11 +33,11 @@ class LaliaSettings(bpy.types.PropertyGroup):
                                       description="Motion npz or Live Link CSV whose emotion is copied "
                                                   "(overrides the sliders)")
     head_motion: FloatProperty(name="Head motion", default=1.0, min=0.0, max=2.0,
-                               description="Moves the style toward less (0) or more (2) head motion; 1 = as the style is")
+                               description="Head movement: still (0), as the style moves it (1), twice as much (2)")
     expressiveness: FloatProperty(name="Expressiveness", default=1.0, min=0.0, max=2.0,
                                   description="Smaller (0) or bigger (2) mouth movements; 1 = as the style is")
     brow_activity: FloatProperty(name="Brow activity", default=1.0, min=0.0, max=2.0,
-                                 description="Fewer (0) or more (2) brow raises on emphasis; 1 = as the style is")
+                                 description="Brow raises on emphasis: none (0), as the style raises them (1), twice as high (2)")
     blink_rate: FloatProperty(name="Blink rate", default=1.0, min=0.0, max=2.0,
                               description="Blinks added to the model's own: none (0), about 18 a minute (1), more (2)")
     checkpoint: StringProperty(name="Model", subtype="FILE_PATH",

@@ -138,7 +138,7 @@ def cmd_eval_controls(a):
 def cmd_distill(a):
     from .distill import DistillConfig, distill
     cfg = DistillConfig(steps=a.iterations, batch=a.batch, lr=a.lr, threads=a.threads, max_minutes=a.max_minutes)
-    print(distill(a.teacher, a.corpus, a.out, a.steps, guidance=a.guidance, cfg=cfg, init=a.init))
+    print(distill(a.teacher, a.corpus, a.out, a.steps, guidance=a.guidance, cfg=cfg, init=a.init, layers=a.layers))
 
 
 def cmd_flame_check(a):
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--out", help="also write the JSON report here")
     ec.set_defaults(func=cmd_eval_controls)
 
-    d = sub.add_parser("distill", help="one round of guidance or progressive distillation")
+    d = sub.add_parser("distill", help="one round of guidance, progressive or depth distillation")
     d.add_argument("teacher", help="the teacher checkpoint")
     d.add_argument("--corpus", required=True)
     d.add_argument("--out", required=True, help="the student checkpoint to write")
@@ -249,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the student's sampler steps (progressive: the teacher runs twice as many)")
     d.add_argument("--guidance", action="store_true",
                    help="guidance distillation: the guidance scales become inputs, same steps")
+    d.add_argument("--layers", type=int, default=None,
+                   help="depth distillation: a student with this many denoiser layers, same steps")
     d.add_argument("--init", default=None,
                    help="start the student from this earlier student of the round (train it on)")
     d.add_argument("--iterations", type=int, default=400)

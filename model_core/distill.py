@@ -7,13 +7,17 @@
 2. Progressive distillation (Salimans & Ho 2022): a student with half the steps learns, from
    each of its timesteps t, the x0 that makes one DDIM step land where two DDIM steps of its
    teacher land (at the last step: the teacher's final x0). Repeated: 8 -> 4 -> 2 -> 1.
+3. Depth distillation (as DistilBERT, Sanh et al. 2019, shrinks BERT): a student with fewer
+   denoiser layers, initialised from evenly spaced layers of its teacher, learns the teacher's
+   x0 at the same timesteps. At one step the denoiser is the whole sampler, so this is what is
+   left to make it faster.
 
 Each round starts from its teacher's weights and trains the denoiser only (the AD-VAE, content
 prior, style encoder and identities are the teacher's). Timesteps nest: `spaced_timesteps(N, k)`
 is every other entry of `spaced_timesteps(N, 2k)`.
 
 `python -m model_core distill TEACHER --corpus DIR --out RUN/student.safetensors --steps K
-[--guidance]`; `make distill` runs the rounds, `python -m model_core eval` measures each.
+[--guidance | --layers L]`; `make distill` runs the rounds, `pick-student` measures them.
 """
 from __future__ import annotations
 
@@ -76,9 +80,26 @@ def _ddim_step(x, x0, ab, ab_next):
     return ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
 
 
+def _depth_init(student: LaliaModel, teacher: LaliaModel) -> None:
+    """Copy the teacher into a shallower student: decoder layer j <- evenly spaced teacher layer."""
+    n, L = student.cfg.layers, teacher.cfg.layers
+    pick = np.round(np.linspace(0, L - 1, n)).astype(int)
+    state = {}
+    for k, v in teacher.state_dict().items():
+        if k.startswith("denoiser.decoder.layers."):
+            i, rest = k[len("denoiser.decoder.layers."):].split(".", 1)
+            for j in np.flatnonzero(pick == int(i)):
+                state[f"denoiser.decoder.layers.{j}.{rest}"] = v
+        else:
+            state[k] = v
+    missing = student.load_state_dict(state, strict=False).missing_keys
+    assert all(k.startswith("denoiser.guidance_mlp") for k in missing), missing
+
+
 def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
-            cfg: DistillConfig | None = None, init=None) -> Path:
+            cfg: DistillConfig | None = None, init=None, layers: int | None = None) -> Path:
     """One round. guidance=True: a guidance-conditioned student at the teacher's `steps`;
+    `layers` fewer than the teacher's: a shallower student at the teacher's `steps` (depth);
     else a student with `steps` steps from a teacher sampling with 2 x `steps`: with the
     guidance scales as inputs when the teacher takes them, else at guidance 1 (the generator's
     default, where a teacher runs one branch), and the student keeps guidance fixed at 1.
@@ -94,11 +115,15 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
     fixed = manifest.get("guidance_fixed", False) or not (guidance or teacher.cfg.guidance_input)
     if guidance and fixed:
         raise LaliaError("this teacher was distilled at guidance 1; it has no guidance to distil")
+    depth = layers is not None and layers != teacher.cfg.layers
+    if depth and (guidance or not 1 <= layers < teacher.cfg.layers):
+        raise LaliaError(f"a depth round needs fewer layers than the teacher's {teacher.cfg.layers}, "
+                         "and no guidance round at the same time")
     scfg = copy.deepcopy(teacher.cfg)
     scfg.guidance_input = guidance or teacher.cfg.guidance_input
+    scfg.layers = layers if depth else teacher.cfg.layers
     student = LaliaModel(scfg)
-    missing = student.load_state_dict(teacher.state_dict(), strict=False).missing_keys
-    assert all(k.startswith("denoiser.guidance_mlp") for k in missing), missing
+    _depth_init(student, teacher)
     if init is not None:
         start_model = load_checkpoint(init)[0]
         if start_model.cfg.__dict__ != scfg.__dict__:
@@ -108,7 +133,8 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
     student.train()
     for name, p in student.named_parameters():
         p.requires_grad_(name.startswith("denoiser."))
-    teacher_steps = steps if guidance else 2 * steps
+    same_steps = guidance or depth  # the student learns the teacher's own x0
+    teacher_steps = steps if same_steps else 2 * steps
     ts_teacher = spaced_timesteps(teacher.cfg.num_train_steps, teacher_steps)
     ts_student = spaced_timesteps(teacher.cfg.num_train_steps, steps)
     assert ts_teacher[:: teacher_steps // steps] == ts_student
@@ -124,6 +150,7 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     lo = torch.tensor([GUIDANCE_RANGES[k][0] for k in ("audio", "emotion", "style")])
     hi = torch.tensor([GUIDANCE_RANGES[k][1] for k in ("audio", "emotion", "style")])
+    kind = "guidance" if guidance else "depth" if depth else "progressive"
     history, start, running = [], time.time(), 0.0
     sched_cfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
     for it in range(cfg.steps):
@@ -142,7 +169,7 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
             t = torch.tensor(ts_student)[i]
             x_t = schedule.add_noise(b["x0"], torch.randn_like(b["x0"]), t)
             target = _teacher_target(teacher, x_t, i, cond, scales, prior_neutral, ts_teacher, ts_student, ab,
-                                     guidance)
+                                     same_steps)
         pred = student.denoiser(x_t, t, guidance=scales, **cond)
         vm = b["valid"].unsqueeze(-1).float()
         loss = (((pred - target) ** 2) * vm).sum() / (vm.sum() * pred.shape[-1])
@@ -154,13 +181,12 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
         if (it + 1) % 25 == 0:
             history.append({"step": it + 1, "loss": round(running / 25, 5),
                             "minutes": round((time.time() - start) / 60, 2)})
-            log.info("distill %s step %d loss %.5f", "guidance" if guidance else f"{teacher_steps}->{steps}",
-                     it + 1, running / 25)
+            log.info("distill %s step %d loss %.5f", kind, it + 1, running / 25)
             running = 0.0
         if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
             break
     rounds = list(manifest.get("distillation", []))
-    rounds.append({"kind": "guidance" if guidance else "progressive", "teacher": Path(teacher_path).name,
+    rounds.append({"kind": kind, "teacher": Path(teacher_path).name, "layers": scfg.layers,
                    "init": Path(init).name if init else None,
                    "teacher_steps": teacher_steps, "student_steps": steps,
                    "guidance_ranges": "fixed at 1" if fixed else GUIDANCE_RANGES,
@@ -173,15 +199,15 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
     return path
 
 
-def _teacher_target(teacher, x_t, i, cond, scales, prior_neutral, ts_teacher, ts_student, ab, guidance):
-    """The x0 a student must predict at its i-th timestep: the guided teacher's own x0 (guidance
-    round), or the x0 that takes one DDIM step to the student's next timestep exactly where
+def _teacher_target(teacher, x_t, i, cond, scales, prior_neutral, ts_teacher, ts_student, ab, same_steps):
+    """The x0 a student must predict at its i-th timestep: the teacher's own x0 (guidance and
+    depth rounds, at the teacher's steps), or the x0 that takes one DDIM step to the student's next timestep exactly where
     two teacher steps go (progressive round; at the student's last step, the teacher's final x0)."""
     tt = torch.tensor(ts_teacher)
     k = i * (len(ts_teacher) // len(ts_student))
     col = lambda v: v.view(-1, 1, 1)
     x0 = _guided_x0(teacher, x_t, tt[k], cond, scales, prior_neutral)
-    if guidance:
+    if same_steps:
         return x0
     a_t, a_mid = col(ab[tt[k]]), col(ab[tt[k + 1]])
     x_mid = _ddim_step(x_t, x0, a_t, a_mid)
@@ -235,8 +261,8 @@ def _style_space(teacher_path) -> dict:
 
 
 def pick_student(teacher_path, student_paths, corpus, table_path, out=None) -> dict:
-    """Measure the teacher and each student; ship the student with the fewest steps whose
-    metrics stay within 5% of the teacher's (float16, as the default model)."""
+    """Measure the teacher and each student; ship the student with the fewest steps (then the
+    fastest sampler) whose metrics stay within 5% of the teacher's (float16, as the default)."""
     from .generator import Generator
     style_space = _style_space(teacher_path)
     rows = []
@@ -252,17 +278,19 @@ def pick_student(teacher_path, student_paths, corpus, table_path, out=None) -> d
 def ship_choice(rows: list[dict], teacher_path, student_paths, table_path, out=None,
                 style_space: dict | None = None) -> dict:
     """From measured rows (teacher first, then the students in order): ship the fewest-step
-    student within 5% of the teacher, or the teacher when none is, and write the table."""
+    (then fastest) student within 5% of the teacher, or the teacher when none is, and write
+    the table."""
     from .checkpoint import DEFAULT_CHECKPOINT
     style_space = _style_space(teacher_path) if style_space is None else style_space
     teacher = rows[0]
     for row in rows[1:]:
         row["within_5pct_of_teacher"] = within(row, teacher)
-    ok = [(r["steps"], p) for r, p in zip(rows[1:], student_paths) if r["within_5pct_of_teacher"]]
-    chosen = min(ok)[1] if ok else None
+    ok = [(r["steps"], r["sampler_seconds_60s"], str(p)) for r, p in zip(rows[1:], student_paths)
+          if r["within_5pct_of_teacher"]]
+    chosen = min(ok)[2] if ok else None
     from .checkpoint import weights_sha256
-    table = {"rule": "fewest steps with LVE, bilabial closure (synthetic, real) and emotion recognition "
-                     "within 5% of the teacher's; the teacher itself when no student is",
+    table = {"rule": "fewest steps (then the fastest sampler) with LVE, bilabial closure (synthetic, real) and "
+                     "emotion recognition within 5% of the teacher's; the teacher itself when no student is",
              "rows": rows, "shipped": Path(chosen or teacher_path).name}
     model, manifest, extra = load_checkpoint(chosen or teacher_path)
     shipped = save_checkpoint(out or DEFAULT_CHECKPOINT, model, {**manifest, "distillation_table": rows},

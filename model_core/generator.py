@@ -222,7 +222,7 @@ class Generator:
         if not 0.0 <= float(blink_rate) <= 2.0:
             raise LaliaError(f"blink_rate must be between 0 and 2, got {blink_rate}")
         reference = self.style_reference(style)
-        style_vec = self.apply_style_sliders(self.style_vector(reference or style, f), dict(
+        style_vec = self.apply_style_sliders(self.style_vector(style if reference is None else reference, f), dict(
             head_motion=head_motion, expressiveness=expressiveness, brow_activity=brow_activity))
         defaults = self.manifest["sampler"]
         steps = int(steps or defaults["steps"])

@@ -35,7 +35,7 @@ def test_progressive_target_lands_where_two_teacher_steps_land(student_steps):
     i = torch.arange(B) % student_steps
     x_t = torch.randn(B, cfg.window, cfg.motion_dim)
     with torch.no_grad():
-        target = _teacher_target(teacher, x_t, i, cond, scales, cond["prior"], ts_t, ts_s, ab, guidance=False)
+        target = _teacher_target(teacher, x_t, i, cond, scales, cond["prior"], ts_t, ts_s, ab, same_steps=False)
         for b in range(B):
             k = 2 * int(i[b])
             sub = {n: v[b:b + 1] for n, v in cond.items()}
@@ -101,6 +101,8 @@ def test_progressive_round_at_guidance_one(tmp_path, tiny_corpus, sample_audio, 
     assert manifest["distillation"][-1]["teacher_steps"] == 2
     with pytest.raises(LaliaError, match="no guidance to distil"):
         distill(s1, tiny_corpus, tmp_path / "bad.safetensors", 1, guidance=True, cfg=dc)
+    with pytest.raises(LaliaError, match="fewer layers than the teacher's 1"):
+        distill(s1, tiny_corpus, tmp_path / "bad.safetensors", 1, layers=2, cfg=dc)
     gen = Generator(model, manifest, extra)
     m = gen.generate(sample_audio[: 3 * 16000])
     assert m.values.shape == (75, 55) and torch.isfinite(torch.from_numpy(m.values)).all()
@@ -112,3 +114,19 @@ def test_within_five_percent_rule():
     ref = {"lve_mm": 3.0, "bilabial_closure": 0.9, "real_bilabial_closure": 0.9, "emotion_recognised": 0.9}
     assert within(dict(ref, lve_mm=3.14), ref) and not within(dict(ref, lve_mm=3.2), ref)
     assert within(dict(ref, bilabial_closure=0.86), ref) and not within(dict(ref, emotion_recognised=0.85), ref)
+
+
+def test_depth_round_starts_from_evenly_spaced_teacher_layers():
+    """A 2-layer student of a 4-layer teacher starts as its layers 0 and 3, the rest copied."""
+    from model_core.distill import _depth_init
+    from model_core.networks import LaliaModel, ModelConfig
+    small = dict(d_model=32, heads=2, ffn=64, style_dim=16, vae_hidden=32, n_identities=3)
+    teacher, student = LaliaModel(ModelConfig(layers=4, **small)), LaliaModel(ModelConfig(layers=2, **small))
+    _depth_init(student, teacher)
+    t, s = teacher.state_dict(), student.state_dict()
+    for k, v in s.items():
+        if k.startswith("denoiser.decoder.layers."):
+            j, rest = k[len("denoiser.decoder.layers."):].split(".", 1)
+            torch.testing.assert_close(v, t[f"denoiser.decoder.layers.{[0, 3][int(j)]}.{rest}"])
+        else:
+            torch.testing.assert_close(v, t[k])
