@@ -70,16 +70,19 @@ distill: setup
 	$(MC) distill $(TEACHER) --corpus $(CORPUS) --steps 4 --out $(DISTILL)/student_4.safetensors
 	$(MC) distill $(DISTILL)/student_4.safetensors --corpus $(CORPUS) --steps 2 --out $(DISTILL)/student_2.safetensors
 	$(MC) distill $(DISTILL)/student_2.safetensors --corpus $(CORPUS) --steps 1 --out $(DISTILL)/student_1.safetensors
-	# depth distillation: the 1-step student with half the denoiser layers (the sampler is one pass)
+	# depth distillation: the 1-step student with half the denoiser layers (the sampler is one pass),
+	# then 1000 more steps at half the learning rate
 	$(MC) distill $(DISTILL)/student_1.safetensors --corpus $(CORPUS) --steps 1 --layers 2 --iterations 1000 \
 	  --lr 2e-4 --out $(DISTILL)/student_1_2layers.safetensors
+	$(MC) distill $(DISTILL)/student_1.safetensors --corpus $(CORPUS) --steps 1 --layers 2 --iterations 1000 \
+	  --lr 1e-4 --init $(DISTILL)/student_1_2layers.safetensors --out $(DISTILL)/student_1_2layers_more.safetensors
 	# guidance distillation (the scales become inputs), then its own progressive rounds
 	$(MC) distill $(TEACHER) --corpus $(CORPUS) --guidance --steps 8 --out $(DISTILL)/guided_8.safetensors
 	$(MC) distill $(DISTILL)/guided_8.safetensors --corpus $(CORPUS) --steps 4 --out $(DISTILL)/guided_4.safetensors
 	$(MC) distill $(DISTILL)/guided_4.safetensors --corpus $(CORPUS) --steps 2 --out $(DISTILL)/guided_2.safetensors
 	$(MC) distill $(DISTILL)/guided_2.safetensors --corpus $(CORPUS) --steps 1 --out $(DISTILL)/guided_1.safetensors
 	$(MC) pick-student $(TEACHER) $(DISTILL)/student_4.safetensors $(DISTILL)/student_2.safetensors \
-	  $(DISTILL)/student_1.safetensors $(DISTILL)/student_1_2layers.safetensors \
+	  $(DISTILL)/student_1.safetensors $(DISTILL)/student_1_2layers.safetensors $(DISTILL)/student_1_2layers_more.safetensors \
 	  $(DISTILL)/guided_8.safetensors $(DISTILL)/guided_1.safetensors \
 	  --corpus $(CORPUS) --table docs/distillation.json
 	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json

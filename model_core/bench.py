@@ -10,9 +10,12 @@ same audio (the bundled real speech, repeated to length).
 Reported per run: wall time, real-time factor, the split (audio decoding / speech encoder /
 sampler / writing), peak memory during the run, and the ratios (a)/(c) and (b)/(c).
 `--long` adds 10 minutes of audio through (c), to show memory and time growing linearly.
+Also timed: the speech encoder under the options a CPU offers (batching, inference mode,
+threads, reduced precision), with how close each one's features are to the shipped setting's.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -96,6 +99,55 @@ def time_generation(gen, wav: Path, length: float, out_dir: Path) -> dict:
             "frames": motion.num_frames}
 
 
+@contextlib.contextmanager
+def _inference_bf16():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        yield
+
+
+def speech_encoder_options(encoder, audio: np.ndarray, repeats: int = 3) -> list[dict]:
+    """The speech encoder's core (log-mel + Whisper encoder over the 30 s windows of `audio`)
+    under the options a CPU offers, each the median of `repeats` runs, with the cosine
+    similarity of its features to the shipped setting's. The first row is what ships."""
+    import copy
+    from .speech_encoder import SAMPLE_RATE, WINDOW_SECONDS, log_mel, plan_windows
+    win = int(WINDOW_SECONDS * SAMPLE_RATE)
+    starts, _ = plan_windows(audio, win)
+    x = torch.from_numpy(np.stack([np.pad(audio[s:s + win], (0, win - len(audio[s:s + win]))) for s in starts]))
+    fp32 = encoder.model
+    int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8)
+
+    def windows(model, batched=False):
+        if batched:
+            return model(log_mel(x))
+        return torch.cat([model(log_mel(x[i:i + 1])) for i in range(len(x))])
+
+    options = [  # (what, model, context, batched, threads)
+        ("one window at a time, inference mode, float32 (shipped)", fp32, torch.inference_mode, False, None),
+        ("windows batched", fp32, torch.inference_mode, True, None),
+        ("no_grad instead of inference mode", fp32, torch.no_grad, False, None),
+        ("1 torch thread", fp32, torch.inference_mode, False, 1),
+        ("int8 dynamic quantisation of the linear layers", int8, torch.inference_mode, False, None),
+        ("bfloat16 autocast", fp32, _inference_bf16, False, None)]
+    threads, rows, reference = torch.get_num_threads(), [], None
+    for what, model, context, batched, n_threads in options:
+        torch.set_num_threads(n_threads or threads)
+        times = []
+        try:
+            for _ in range(repeats + 1):  # the first run warms up
+                t0 = time.perf_counter()
+                with context():
+                    f = windows(model, batched).float()
+                times.append(time.perf_counter() - t0)
+        finally:
+            torch.set_num_threads(threads)
+        reference = f if reference is None else reference
+        cos = torch.nn.functional.cosine_similarity(f.flatten(0, 1), reference.flatten(0, 1), dim=-1)
+        rows.append({"option": what, "seconds": round(float(np.median(times[1:])), 3),
+                     "feature_cosine_mean": round(float(cos.mean()), 4), "feature_cosine_min": round(float(cos.min()), 4)})
+    return rows
+
+
 def run(seconds: float = 60.0, long: bool = False, student=None, teacher=None) -> dict:
     from .audio import load_audio, save_wav
     from .evaluate import SAMPLE_SPEECH
@@ -133,6 +185,9 @@ def run(seconds: float = 60.0, long: bool = False, student=None, teacher=None) -
             report["shipped_long"] = time_generation(student, wavs[600.0], 600.0, tmp)
             r = report["shipped_long"]["wall_seconds"] / shipped["wall_seconds"]
             report["long_over_short_time"] = round(r, 2)  # linear growth: ~10 for 600 s vs 60 s
+        # last: its extra model copies would count in the runs' peak memory (the process's)
+        report["speech_encoder_options"] = speech_encoder_options(
+            student.encoder, np.tile(base, int(np.ceil(seconds * 16000 / len(base))))[: int(seconds * 16000)])
     return report
 
 
@@ -154,6 +209,9 @@ def print_table(report: dict) -> None:
     if "speedup_b_over_c" in report:
         b = report["speedup_b_over_c"]
         print(f"(b)/(c): sampler {b['sampler']}x, end to end {b['end_to_end']}x")
+    for row in report.get("speech_encoder_options", []):
+        print(f"speech encoder, {row['option']}: {row['seconds']:.3f} s "
+              f"(features' cosine to shipped: mean {row['feature_cosine_mean']}, min {row['feature_cosine_min']})")
     if "shipped_long" in report:
         line("(c) shipped, 10 min", report["shipped_long"])
         print(f"10 min / 1 min time: {report['long_over_short_time']} (10 = linear)")

@@ -111,9 +111,11 @@ def test_progressive_round_at_guidance_one(tmp_path, tiny_corpus, sample_audio, 
 
 
 def test_within_five_percent_rule():
-    ref = {"lve_mm": 3.0, "bilabial_closure": 0.9, "real_bilabial_closure": 0.9, "emotion_recognised": 0.9}
+    ref = {"lve_mm": 3.0, "bilabial_closure": 0.9, "real_bilabial_closure": 0.9, "emotion_recognised": 0.9,
+           "emotion_bilabial_closure": 0.9}
     assert within(dict(ref, lve_mm=3.14), ref) and not within(dict(ref, lve_mm=3.2), ref)
     assert within(dict(ref, bilabial_closure=0.86), ref) and not within(dict(ref, emotion_recognised=0.85), ref)
+    assert not within(dict(ref, emotion_bilabial_closure=0.85), ref)
 
 
 def test_depth_round_starts_from_evenly_spaced_teacher_layers():

@@ -53,12 +53,14 @@ def quality():
 
 def distillation():
     t = load("distillation.json")
-    out = ["| checkpoint | steps | LVE mm | closure (synthetic) | closure (real) | sync offset real ms | "
-           "emotion recognised | sampler s / 60 s | total s / 60 s | within 5% |", "|---" * 10 + "|"]
+    out = ["| checkpoint | steps | LVE mm | closure (synthetic) | closure (real) | closure (emotions at 1) | "
+           "sync offset real ms | emotion recognised | sampler s / 60 s | total s / 60 s | within 5% |",
+           "|---" * 11 + "|"]
     for r in t["rows"]:
         ok = r.get("within_5pct_of_teacher")
         out.append(f"| {r['checkpoint'].replace('.safetensors', '')} | {r['steps']} | {r['lve_mm']:.3f} | "
-                   f"{r['bilabial_closure']:.1%} | {r['real_bilabial_closure']:.1%} | {r['real_sync_offset_ms']:.0f} | "
+                   f"{r['bilabial_closure']:.1%} | {r['real_bilabial_closure']:.1%} | "
+                   f"{r['emotion_bilabial_closure']:.1%} | {r['real_sync_offset_ms']:.0f} | "
                    f"{r['emotion_recognised']:.0%} | {r['sampler_seconds_60s']:.2f} | {r['total_seconds_60s']:.2f} | "
                    f"{'teacher' if ok is None else ('yes' if ok else 'no')} |")
     out += ["", f"Shipped: `{t['shipped']}` (rule: {t['rule']})."]
@@ -124,6 +126,12 @@ def speed():
         out[-1] += f" (b)/(c): sampler {r['speedup_b_over_c']['sampler']}×, end to end {r['speedup_b_over_c']['end_to_end']}×."
     if "long_over_short_time" in r:
         out[-1] += f" 10 min takes {r['long_over_short_time']}× the time of 1 min (10 = linear)."
+    if "speech_encoder_options" in r:
+        out += ["", "The speech encoder (log-mel + Whisper tiny.en over the two 30 s windows of the 60 s) under "
+                "the options a CPU offers; the first row ships:", "",
+                "| option | seconds | feature cosine to shipped (mean / min) |", "|---|---|---|"]
+        out += [f"| {o['option']} | {o['seconds']:.3f} | {o['feature_cosine_mean']:.4f} / {o['feature_cosine_min']:.4f} |"
+                for o in r["speech_encoder_options"]]
     ms = b["model_split"]
     out += ["", f"In Blender {b['blender']} (`tools/bench_blender.py`, `docs/bench_blender.json`): Generate from "
             f"audio for {b['audio_seconds']:.0f} s at {b['scene_fps']} fps takes **{b['operator_seconds']:.2f} s**: "
