@@ -91,14 +91,19 @@ def test_style_presets_reference_and_identity_match(generator, clip, tmp_path):
     assert np.abs(auto.values - base.values).mean() > 1e-4
 
 
+def _spoken(text: str):
+    """A sentence through espeak-ng: (timed phones, frames at 25 fps), to animate as a reference."""
+    from model_core.tts import synthesize
+    u = synthesize(text, {"engine": "espeak", "name": "en-us", "rate": 160, "pitch": 50, "range": 50},
+                   {"pitch": 1.0, "range": 1.0, "rate": 1.0})
+    return u.phones, int(u.duration * 25)
+
+
 def test_emotion_from_reference_motion(generator, clip):
     """The AD-VAE's emotion code of a happy reference makes the face happy."""
     from model_core.animator import Style, animate
-    from model_core.tts import synthesize
-    u = synthesize("What a lovely morning it is.", {"engine": "espeak", "name": "en-us", "rate": 160, "pitch": 50,
-                                                    "range": 50}, {"pitch": 1.0, "range": 1.0, "rate": 1.0})
-    T = int(u.duration * 25)
-    happy = animate(u.phones, T, np.tile(np.eye(8)[1], (T, 1)), Style(), np.random.default_rng(0))
+    phones, T = _spoken("What a lovely morning it is.")
+    happy = animate(phones, T, np.tile(np.eye(8)[1], (T, 1)), Style(), np.random.default_rng(0))
     neutral = generator.generate(clip, emotion={"neutral": 1.0})
     copied = generator.generate(clip, emotion_reference=happy)
     smile = lambda m: (m.channel("mouthSmileLeft") + m.channel("mouthSmileRight")).mean()
@@ -121,19 +126,15 @@ def test_head_motion_slider_scales_the_head_and_a_reference_sets_its_amount(gene
     (RMS frame-to-frame rotation) is what the generated head gets, unless matching is off."""
     from model_core.amplitude import head_activity
     from model_core.animator import Style, animate
-    from model_core.tts import synthesize
     still = generator.generate(clip, seed=0, head_motion=0.0).values[:, 52:]
     assert np.degrees(still.std(0)).max() < 1e-4
     act = {v: head_activity(generator.generate(clip, seed=0, head_motion=v).values, ARKIT_HEAD_LAYOUT)
            for v in (1.0, 2.0)}
     assert 1.7 < act[2.0] / act[1.0] < 2.3  # (the style also moves along the head direction)
-    u = synthesize("Well, I never thought we would see the harbour again, did you?",
-                   {"engine": "espeak", "name": "en-us", "rate": 160, "pitch": 50, "range": 50},
-                   {"pitch": 1.0, "range": 1.0, "rate": 1.0})
-    T = int(u.duration * 25)
+    phones, T = _spoken("Well, I never thought we would see the harbour again, did you?")
     neutral = np.tile(np.eye(8)[0], (T, 1))
     for amount in (0.35, 1.7):
-        ref = animate(u.phones, T, neutral, Style(head_amount=amount), np.random.default_rng(1))
+        ref = animate(phones, T, neutral, Style(head_amount=amount), np.random.default_rng(1))
         target = head_activity(ref.values, ref.channels)
         matched = generator.generate(clip, seed=0, style=ref)
         assert abs(head_activity(matched.values, ARKIT_HEAD_LAYOUT) / target - 1) < 0.02, amount

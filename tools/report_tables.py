@@ -17,6 +17,12 @@ def load(name):
     return json.loads((DOCS / name).read_text())
 
 
+def table(header, rows) -> list[str]:
+    """A markdown table: the header cells, then one row of cells each."""
+    line = lambda cells: "| " + " | ".join(map(str, cells)) + " |"
+    return [line(header), "|---" * len(header) + "|", *map(line, rows)]
+
+
 def quality():
     r = load("eval_default.json")
     s, h = r["synthetic_test"], r["real_speech"]
@@ -41,28 +47,27 @@ def quality():
          f"{h['head_std_deg']:.2f}° / {h['head_jerk_deg_s2']:.0f} °/s²", "alive, not shaking"),
     ]
     out = [f"Model `{r['checkpoint']}` (sha256 {r['checkpoint_sha256'][:12]}), {r['steps']} sampler steps; "
-           f"{s['takes']} test takes ({s['frames']:,} frames).", "",
-           "| metric | shipped model | target |", "|---|---|---|"]
-    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+           f"{s['takes']} test takes ({s['frames']:,} frames).", ""]
+    out += table(["metric", "shipped model", "target"], rows)
     es = s["emotion_shift"]
-    out += ["", "| emotion shift | " + " | ".join(EMOTIONS) + " |", "|---" * (len(EMOTIONS) + 1) + "|",
-            "| predicted | " + " | ".join(f"{es[e]['pred']:.2f}" for e in EMOTIONS) + " |",
-            "| ground truth | " + " | ".join(f"{es[e]['gt']:.2f}" for e in EMOTIONS) + " |"]
+    out += [""] + table(["emotion shift", *EMOTIONS],
+                        [["predicted"] + [f"{es[e]['pred']:.2f}" for e in EMOTIONS],
+                         ["ground truth"] + [f"{es[e]['gt']:.2f}" for e in EMOTIONS]])
     return "\n".join(out)
 
 
 def distillation():
     t = load("distillation.json")
-    out = ["| checkpoint | steps | LVE mm | closure (synthetic) | closure (real) | closure (emotions at 1) | "
-           "sync offset real ms | emotion recognised | sampler s / 60 s | total s / 60 s | within 5% |",
-           "|---" * 11 + "|"]
+    rows = []
     for r in t["rows"]:
         ok = r.get("within_5pct_of_teacher")
-        out.append(f"| {r['checkpoint'].replace('.safetensors', '')} | {r['steps']} | {r['lve_mm']:.3f} | "
-                   f"{r['bilabial_closure']:.1%} | {r['real_bilabial_closure']:.1%} | "
-                   f"{r['emotion_bilabial_closure']:.1%} | {r['real_sync_offset_ms']:.0f} | "
-                   f"{r['emotion_recognised']:.0%} | {r['sampler_seconds_60s']:.2f} | {r['total_seconds_60s']:.2f} | "
-                   f"{'teacher' if ok is None else ('yes' if ok else 'no')} |")
+        rows.append([r["checkpoint"].replace(".safetensors", ""), r["steps"], f"{r['lve_mm']:.3f}",
+                     f"{r['bilabial_closure']:.1%}", f"{r['real_bilabial_closure']:.1%}",
+                     f"{r['emotion_bilabial_closure']:.1%}", f"{r['real_sync_offset_ms']:.0f}",
+                     f"{r['emotion_recognised']:.0%}", f"{r['sampler_seconds_60s']:.2f}",
+                     f"{r['total_seconds_60s']:.2f}", "teacher" if ok is None else ("yes" if ok else "no")])
+    out = table(["checkpoint", "steps", "LVE mm", "closure (synthetic)", "closure (real)", "closure (emotions at 1)",
+                 "sync offset real ms", "emotion recognised", "sampler s / 60 s", "total s / 60 s", "within 5%"], rows)
     out += ["", f"Shipped: `{t['shipped']}` (rule: {t['rule']})."]
     return "\n".join(out)
 
@@ -71,26 +76,24 @@ def controls():
     r = load("controls_default.json")
     w, rec, conf = r["emotion_keeps_words"], r["emotion_recognised"], r["emotion_confidence_by_intensity"]
     out = [f"{w['takes']} held-out takes, {w['bilabials']} bilabials; neutral closes "
-           f"{w['neutral']['bilabial_closure']:.1%}.", "",
-           "| emotion at intensity 1 | closure | closure drop | mouth corr. with neutral | corr. drop | "
-           "recognised | confidence at 0.25 / 0.5 / 0.75 / 1 |", "|---" * 7 + "|"]
-    for e in EMOTIONS:
-        out.append(f"| {e} | {w[e]['bilabial_closure']:.1%} | {w[e]['closure_drop_pct']:+.1f}% | "
-                   f"{w[e]['mouth_corr_with_neutral']:.3f} | {w[e]['corr_drop_pct']:+.1f}% | {rec[e]:.0%} | "
-                   + " / ".join(f"{x:.2f}" for x in conf[e]) + " |")
+           f"{w['neutral']['bilabial_closure']:.1%}.", ""]
+    out += table(["emotion at intensity 1", "closure", "closure drop", "mouth corr. with neutral", "corr. drop",
+                  "recognised", "confidence at 0.25 / 0.5 / 0.75 / 1"],
+                 [[e, f"{w[e]['bilabial_closure']:.1%}", f"{w[e]['closure_drop_pct']:+.1f}%",
+                   f"{w[e]['mouth_corr_with_neutral']:.3f}", f"{w[e]['corr_drop_pct']:+.1f}%", f"{rec[e]:.0%}",
+                   " / ".join(f"{x:.2f}" for x in conf[e])] for e in EMOTIONS])
     s = r["style_follows_reference"]
     alone, ceiling = s["model_alone"], s["corpus_ceiling"]
-    out += ["", f"Style follows the reference ({s['speakers']} held-out speakers; target r ≥ 0.8):", "",
-            "| correlation with the reference's | head motion r | articulation r |", "|---|---|---|",
-            f"| shipped (head movement matched to the reference) | **{s['head_motion_r']}** | "
-            f"**{s['articulation_r']}** |",
-            f"| the model alone | {alone['head_motion_r']} | {alone['articulation_r']} |",
-            f"| ceiling: the same speaker's other take (real corpus motion) | {ceiling['head_motion_r']} | "
-            f"{ceiling['articulation_r']} |", "",
-            "| slider (0 → 2 in 5 steps) | measured | curve | monotonic |", "|---|---|---|---|"]
-    for name, v in r["sliders"].items():
-        out.append(f"| {name} | {v['measure']} | " + " → ".join(f"{x:g}" for x in v["values"])
-                   + f" | {'yes' if v['monotonic'] else '**no**'} |")
+    out += ["", f"Style follows the reference ({s['speakers']} held-out speakers; target r ≥ 0.8):", ""]
+    out += table(["correlation with the reference's", "head motion r", "articulation r"],
+                 [["shipped (head movement matched to the reference)", f"**{s['head_motion_r']}**",
+                   f"**{s['articulation_r']}**"],
+                  ["the model alone", alone["head_motion_r"], alone["articulation_r"]],
+                  ["ceiling: the same speaker's other take (real corpus motion)", ceiling["head_motion_r"],
+                   ceiling["articulation_r"]]])
+    out += [""] + table(["slider (0 → 2 in 5 steps)", "measured", "curve", "monotonic"],
+                        [[name, v["measure"], " → ".join(f"{x:g}" for x in v["values"]),
+                          "yes" if v["monotonic"] else "**no**"] for name, v in r["sliders"].items()])
     sw, ids = r["vae_swap"], r["identity_retrieval"]
     out += ["", f"AD-VAE code swap ({sw['pairs']} pairs, content of A + emotion of B): B's emotion recognised in "
             f"{sw['emotion_of_b_recognised']:.0%}, mouth correlation with A {sw['mouth_corr_with_a']}. "
@@ -114,10 +117,9 @@ def speed():
                          f"{sp['audio_decoding']:.3f} / {sp['speech_encoder']:.2f} / {sp['writing']:.3f}",
                          f"{o['peak_memory_MB']:.0f}"))
     out = [f"`python -m model_core bench --long` on this machine ({r['cpu_count']} cores, "
-           f"{r['torch_threads']} torch threads; `docs/bench.json`):", "",
-           "| run | what | wall s | real time | sampler s (share) | decode / encoder / writing s | peak MB |",
-           "|---" * 7 + "|"]
-    out += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+           f"{r['torch_threads']} torch threads; `docs/bench.json`):", ""]
+    out += table(["run", "what", "wall s", "real time", "sampler s (share)", "decode / encoder / writing s",
+                  "peak MB"], rows)
     a = r["speedup_a_over_c"]
     out += ["", f"(a)/(c): sampler **{a['sampler']:.0f}×**, end to end {a['end_to_end']:.0f}× "
             f"((a) is timed over {d['method'].split(',')[0].replace('timed ', '')} and scaled to its "
@@ -128,10 +130,11 @@ def speed():
         out[-1] += f" 10 min takes {r['long_over_short_time']}× the time of 1 min (10 = linear)."
     if "speech_encoder_options" in r:
         out += ["", "The speech encoder (log-mel + Whisper tiny.en over the two 30 s windows of the 60 s) under "
-                "the options a CPU offers; the first row ships:", "",
-                "| option | seconds | feature cosine to shipped (mean / min) |", "|---|---|---|"]
-        out += [f"| {o['option']} | {o['seconds']:.3f} | {o['feature_cosine_mean']:.4f} / {o['feature_cosine_min']:.4f} |"
-                for o in r["speech_encoder_options"]]
+                "the options a CPU offers; the first row ships:", ""]
+        out += table(["option", "seconds", "feature cosine to shipped (mean / min)"],
+                     [[o["option"], f"{o['seconds']:.3f}",
+                       f"{o['feature_cosine_mean']:.4f} / {o['feature_cosine_min']:.4f}"]
+                      for o in r["speech_encoder_options"]])
     ms = b["model_split"]
     out += ["", f"In Blender {b['blender']} (`tools/bench_blender.py`, `docs/bench_blender.json`): Generate from "
             f"audio for {b['audio_seconds']:.0f} s at {b['scene_fps']} fps takes **{b['operator_seconds']:.2f} s**: "
