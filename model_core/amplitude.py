@@ -1,4 +1,5 @@
-"""How much the head moves and how high the brows rise, set on generated motion in plain code.
+"""How much the head moves, the brows rise and the mouth articulates, set on generated motion
+in plain code.
 
 The denoiser follows the style vector's speaking energy (articulation) but hardly its head
 amount or brow activity: moving the style along the fitted head-motion direction from 0 to 2
@@ -8,25 +9,31 @@ are applied here, after sampling, where they cannot fail to act:
 
 - head rotation is first smoothed as the corpus smooths it (the few-step sampler leaves a
   frame-to-frame shake in it, 2.8 times the corpus's frame-to-frame head movement);
-
 - head motion is scaled about the clip's median pose (so a held pose, such as the head an
   emotion lowers, stays where it is and only the movement grows or shrinks), by the Head motion slider and, with
   a motion reference, by how much more or less the reference's head moves than the generated
   head (RMS frame-to-frame rotation, which pose offsets barely touch);
 - brow raises (the brows above their resting level, which is what remains after removing
   every bump shorter than 2 s: the resting brow an emotion sets) are scaled by the Brow
-  activity slider.
+  activity slider;
+- with a motion reference, articulation (the jaw and lip channels above their resting level)
+  is scaled so the lips open and close as fast as the reference's do (RMS frame-to-frame
+  change of the inner lip gap): the model alone under-articulates a lively speaker's
+  reference (r = 0.60 between the reference's and the generated lip-gap spread over the
+  held-out speakers). `closures.keep_closures` runs after this, so a larger mouth still
+  closes on its bilabials.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .animator import HEAD_SMOOTHING_FRAMES, gaussian_smooth
+from .closures import ARTICULATION, lip_gap
 
 HEAD = ("headPitch", "headYaw", "headRoll")
 BROWS = ("browInnerUp", "browOuterUpLeft", "browOuterUpRight")
-REFERENCE_GAIN_RANGE = (0.25, 4.0)  # a reference can shrink or grow head motion this much at most
-BROW_BASELINE_FRAMES = 51           # 2 s at 25 fps: longer than a raise (~0.35 s)
+REFERENCE_GAIN_RANGE = (0.25, 4.0)  # a reference can shrink or grow a movement this much at most
+RESTING_FRAMES = 51                 # 2 s at 25 fps: longer than a brow raise (~0.35 s) or a syllable
 
 
 def _columns(channels, names) -> list[int]:
@@ -42,9 +49,18 @@ def head_activity(values: np.ndarray, channels) -> float | None:
     return float(np.sqrt((np.diff(values[:, cols], axis=0) ** 2).sum(1).mean()))
 
 
-def reference_head_gain(reference_activity: float | None, generated_activity: float | None) -> float:
-    """The gain that gives generated head motion the reference's activity (1 when either is
-    unknown or the generated head is still), clamped to REFERENCE_GAIN_RANGE."""
+def articulation_activity(values: np.ndarray, channels) -> float | None:
+    """RMS frame-to-frame change of the inner lip gap (mm per frame); None without the ARKit
+    mouth or when too short to say."""
+    gap = lip_gap(values, channels)
+    if gap is None or len(values) < 3:
+        return None
+    return float(np.sqrt((np.diff(gap) ** 2).mean()))
+
+
+def reference_gain(reference_activity: float | None, generated_activity: float | None) -> float:
+    """The gain that gives a generated movement the reference's activity (1 when either is
+    unknown or the generated movement is still), clamped to REFERENCE_GAIN_RANGE."""
     if not reference_activity or not generated_activity or generated_activity < 1e-6:
         return 1.0
     lo, hi = REFERENCE_GAIN_RANGE
@@ -78,19 +94,31 @@ def _running(x: np.ndarray, frames: int, reduce) -> np.ndarray:
     return reduce(np.lib.stride_tricks.sliding_window_view(padded, frames, axis=0), axis=-1)
 
 
-def brow_baseline(brows: np.ndarray, frames: int = BROW_BASELINE_FRAMES) -> np.ndarray:
-    """T x k resting brows: a morphological opening (running minimum, then running maximum,
-    over `frames`). It removes raises shorter than `frames` and keeps slower changes, such as
-    an emotion's resting brow stepping up or down, exactly where they happen."""
-    return _running(_running(brows, frames, np.min), frames, np.max)
+def resting_level(x: np.ndarray, frames: int = RESTING_FRAMES) -> np.ndarray:
+    """T x k resting level: a morphological opening (running minimum, then running maximum,
+    over `frames`). It removes bumps shorter than `frames` (a brow raise, a syllable's jaw
+    drop) and keeps slower changes, such as an emotion's resting brow or jaw stepping up or
+    down, exactly where they happen."""
+    return _running(_running(x, frames, np.min), frames, np.max)
+
+
+def scale_above_rest(values: np.ndarray, channels, names, gain: float) -> np.ndarray:
+    """The named channels' movement above their resting level scaled by `gain`, weights kept
+    in 0..1 (in place; returns `values`)."""
+    cols = _columns(tuple(channels), names)
+    if abs(gain - 1.0) < 1e-6 or not cols:
+        return values
+    x = values[:, cols]
+    base = resting_level(x)
+    values[:, cols] = np.clip(base + gain * (x - base), 0.0, 1.0)
+    return values
 
 
 def scale_brow_raises(values: np.ndarray, channels, gain: float) -> np.ndarray:
-    """Brow raises above the resting brows scaled by `gain`, weights kept in 0..1 (in place)."""
-    cols = _columns(tuple(channels), BROWS)
-    if abs(gain - 1.0) < 1e-6 or not cols:
-        return values
-    brows = values[:, cols]
-    base = brow_baseline(brows)
-    values[:, cols] = np.clip(base + gain * (brows - base), 0.0, 1.0)
-    return values
+    """Brow raises above the resting brows scaled by `gain` (in place)."""
+    return scale_above_rest(values, channels, BROWS, gain)
+
+
+def scale_articulation(values: np.ndarray, channels, gain: float) -> np.ndarray:
+    """Jaw and lip movement above its resting level scaled by `gain` (in place)."""
+    return scale_above_rest(values, channels, ARTICULATION, gain)

@@ -2,13 +2,14 @@
 
 - Emotion keeps the words: at intensity 1 for each emotion, bilabial closure and the
   correlation of mouth opening with the neutral rendition (same audio and seed), against the
-  neutral rendition's own closure and its correlation with another seed.
+  neutral rendition's own closure and its correlation with another seed; closure also from
+  the model alone (without `closures.keep_closures`).
 - Emotion is recognisable: an emotion classifier trained on the corpus's motion (train split,
   clips of 2 s) names the generated emotion on held-out takes; its confidence over intensity.
 - Style follows the reference: across held-out speakers, head-motion and articulation
   amplitude of motion generated from one take's audio with another take of the same speaker
   as the style reference, correlated with the reference's own amplitudes; as shipped, from the
-  model alone (no head matching), and the corpus's own ceiling.
+  model alone (no head or mouth matching), and the corpus's own ceiling.
 - Sliders: each style slider from 0 to 2 in 5 steps, its property measured on the output.
 - AD-VAE swap: content codes of one clip with the emotion codes of another decode to the
   second clip's emotion (classifier) and the first clip's mouth (lip-gap correlation).
@@ -141,7 +142,9 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
         c0, nb = bilabial_closure(g0, take.phones)
         n_bil += nb
         base_corr = float(np.corrcoef(g0, g1)[0, 1])
-        words.setdefault("neutral", []).append((c0 * nb, base_corr, nb))
+        alone = lambda e: bilabial_closure(vm.gap(gen.generate(audio, emotion={e: 1.0}, seed=seed,
+                                                               hold_closures=False).values[:T]), take.phones)[0] * nb
+        words.setdefault("neutral", []).append((c0 * nb, base_corr, nb, alone("neutral")))
         recog.setdefault("neutral", []).append(clf.predict_proba(clip_features(neutral)).argmax(1) == 0)
         for k, e in enumerate(EMOTIONS[1:], start=1):
             for level in (0.25, 0.5, 0.75, 1.0):
@@ -151,18 +154,22 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
                 if level == 1.0:
                     g = vm.gap(v[:T])
                     c, _ = bilabial_closure(g, take.phones)
-                    words.setdefault(e, []).append((c * nb, float(np.corrcoef(g, g0)[0, 1]), nb))
+                    words.setdefault(e, []).append((c * nb, float(np.corrcoef(g, g0)[0, 1]), nb, alone(e)))
                     recog.setdefault(e, []).append(p.argmax(1) == k)
     out_words = {}
     for e, rows in words.items():
-        nb = sum(r[2] for r in rows)
-        out_words[e] = {"bilabial_closure": round(sum(r[0] for r in rows) / max(nb, 1), 3),
-                        "mouth_corr_with_neutral": round(float(np.mean([r[1] for r in rows])), 3)}
+        nb = max(sum(r[2] for r in rows), 1)
+        out_words[e] = {"bilabial_closure": round(sum(r[0] for r in rows) / nb, 3),
+                        "mouth_corr_with_neutral": round(float(np.mean([r[1] for r in rows])), 3),
+                        "model_alone": {"bilabial_closure": round(sum(r[3] for r in rows) / nb, 3)}}
+    drop = lambda a, b: round(100 * (1 - a / max(b, 1e-9)), 1)
     base = out_words["neutral"]
     for e in EMOTIONS[1:]:
         w = out_words[e]
-        w["closure_drop_pct"] = round(100 * (1 - w["bilabial_closure"] / max(base["bilabial_closure"], 1e-9)), 1)
-        w["corr_drop_pct"] = round(100 * (1 - w["mouth_corr_with_neutral"] / base["mouth_corr_with_neutral"]), 1)
+        w["closure_drop_pct"] = drop(w["bilabial_closure"], base["bilabial_closure"])
+        w["corr_drop_pct"] = drop(w["mouth_corr_with_neutral"], base["mouth_corr_with_neutral"])
+        w["model_alone"]["closure_drop_pct"] = drop(w["model_alone"]["bilabial_closure"],
+                                                    base["model_alone"]["bilabial_closure"])
     out_words["neutral"]["note"] = "mouth_corr_with_neutral here: neutral vs neutral with another seed"
     report["emotion_keeps_words"] = {"takes": len(test), "bilabials": n_bil, **out_words}
     report["emotion_recognised"] = {e: round(float(np.concatenate(v).mean()), 3) for e, v in recog.items()}
@@ -198,10 +205,10 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
 def _style_follows_reference(gen, by_speaker: dict, vm: VertexMetrics, seed: int) -> dict:
     """Per held-out speaker with two takes: the first take is the style reference, the second
     take's audio and emotion are generated. Correlations over speakers of the reference's
-    amplitudes with the generated ones, as shipped (head movement matched to the reference) and
-    from the model alone; and the ceiling the corpus itself sets: the reference's amplitudes
-    against the second take's real ones (one speaker's takes differ by their emotions and
-    phrasing, so even the speaker's own motion doesn't reach r = 1)."""
+    amplitudes with the generated ones, as shipped (head and mouth movement matched to the
+    reference) and from the model alone; and the ceiling the corpus itself sets: the
+    reference's amplitudes against the second take's real ones (one speaker's takes differ by
+    their emotions and phrasing, so even the speaker's own motion doesn't reach r = 1)."""
     from .motion import ARKIT_HEAD_LAYOUT, Motion
     ref_amp, shipped, alone, real = [], [], [], []
     for spk, ts in sorted(by_speaker.items()):
@@ -210,7 +217,7 @@ def _style_follows_reference(gen, by_speaker: dict, vm: VertexMetrics, seed: int
         ref, tgt = ts[0], ts[1]
         kw = dict(emotion=tgt.emotion, style=Motion(25.0, ARKIT_HEAD_LAYOUT, ref.motion), seed=seed)
         shipped.append(_amplitudes(gen.generate(tgt.audio, **kw).values, vm))
-        alone.append(_amplitudes(gen.generate(tgt.audio, match_reference_head=False, **kw).values, vm))
+        alone.append(_amplitudes(gen.generate(tgt.audio, match_reference=False, **kw).values, vm))
         ref_amp.append(_amplitudes(ref.motion, vm))
         real.append(_amplitudes(tgt.motion, vm))
     ra = np.array(ref_amp).reshape(-1, 2)

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from .animator import EMOTIONS, Style, animate, frame_energy
+from .closures import CLOSED_MM
 from .head import load_head
 from .motion import ARKIT_INDEX, ARKIT_NAMES
 from .tts import VOWELS, Phone
 
 log = logging.getLogger(__name__)
-CLOSED_MM = 2.0
 BILABIALS = {"p", "b", "m"}
 CHARACTERISTIC = {
     "happy": ["mouthSmileLeft", "mouthSmileRight", "cheekSquintLeft", "cheekSquintRight"],

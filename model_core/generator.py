@@ -6,7 +6,9 @@ the style comes from a preset, a reference, or the identity library matched to t
 by the style sliders. Then the audio is cut into windows of `window` frames that overlap by
 OVERLAP frames; each window is conditioned on the last `prev` frames generated before it
 (DiffPoseTalk) and cross-faded into its predecessor, so windows join without a jump. The last
-window is padded and its padded frames are marked invalid.
+window is padded and its padded frames are marked invalid. After sampling, plain code keeps
+the lips closed where the words close them (`closures.py`), smooths and scales the head and
+the brow raises (`amplitude.py`) and adds blinks.
 """
 from __future__ import annotations
 
@@ -22,8 +24,10 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .diffusion import SAMPLERS, cosine_schedule, guided, spaced_timesteps
 from .errors import LaliaError
-from .amplitude import head_activity, reference_head_gain, scale_brow_raises, scale_head, smooth_head
+from .amplitude import (articulation_activity, head_activity, reference_gain, scale_articulation,
+                        scale_brow_raises, scale_head, smooth_head)
 from .animator import blink_curve, blink_times, frame_energy
+from .closures import keep_closures
 from .motion import ARKIT_NAMES, Motion
 
 log = logging.getLogger(__name__)
@@ -195,8 +199,8 @@ class Generator:
     def generate(self, audio, emotion=None, emotion_from_voice: bool = False, emotion_reference=None,
                  style=None, steps: int | None = None, seed: int = 0, sampler: str | None = None,
                  guidance: dict | None = None, head_motion: float = 1.0, expressiveness: float = 1.0,
-                 brow_activity: float = 1.0, blink_rate: float = 1.0, match_reference_head: bool = True,
-                 progress: Callable[[float], None] | None = None,
+                 brow_activity: float = 1.0, blink_rate: float = 1.0, match_reference: bool = True,
+                 hold_closures: bool = True, progress: Callable[[float], None] | None = None,
                  cancel: Callable[[], bool] | None = None) -> Motion:
         """Audio (path or 16 kHz float array) -> Motion at 25 fps (52 ARKit + head rotation).
 
@@ -210,8 +214,10 @@ class Generator:
             each moving the style along its fitted direction; head_motion and brow_activity also
             scale the head movement and the brow raises by their value (see `amplitude.py`).
         blink_rate: 0..2 x the usual blink rate of the blink layer (see `add_blinks`).
-        match_reference_head: with a motion reference as the style, give the generated head the
-            reference's amount of movement (the denoiser alone barely follows it).
+        match_reference: with a motion reference as the style, give the generated head and mouth
+            the reference's amount of movement (the denoiser alone follows it only in part).
+        hold_closures: close the lips wherever the words' neutral mouth closes them briefly, so no
+            emotion opens a /p b m/ (see `closures.py`); off gives the model's mouth alone.
         """
         self.last_timings, self.last_info = Timings(), {}
         wav, feats = self.features(audio)
@@ -236,12 +242,11 @@ class Generator:
         timesteps = spaced_timesteps(self.cfg.num_train_steps, steps)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         t0 = time.perf_counter()  # "sampler" time includes the priors
-        # the decoupled priors (with the emotion code, and neutral for the no-emotion branch)
+        # the decoupled priors: with the emotion code, and neutral (the no-emotion guidance
+        # branch's prior, and the words' own mouth that `keep_closures` holds the lips to)
         c_hat = self.model.content_prior(f[None])
-        emotion_prior = self.model.vae.decode(c_hat, code[None])[0]
-        no_emotion_branch = any(not c[1] for c in self._branches(scales, style_vec is not None)[0])
-        priors = (emotion_prior, self.model.vae.decode(c_hat, self.model.neutral_code().expand(1, T, -1))[0]
-                  if no_emotion_branch else emotion_prior)  # (the second is then never used)
+        priors = (self.model.vae.decode(c_hat, code[None])[0],
+                  self.model.vae.decode(c_hat, self.model.neutral_code().expand(1, T, -1))[0])
         N, P, C = self.cfg.window, self.cfg.prev, self.cfg.motion_dim
         O = min(OVERLAP, N // 4)
         out = torch.zeros(T, C, device=dev)
@@ -275,15 +280,21 @@ class Generator:
             if progress:
                 progress((w + 1) / len(starts))
         self.last_timings.sampler = time.perf_counter() - t0
-        values = (out * self.std + self.mean).cpu().numpy()
+        to_values = lambda x: (x * self.std + self.mean).cpu().numpy()
+        values = to_values(out)
         arkit = np.array([c in ARKIT_NAMES for c in self.channels])
         values[:, arkit] = np.clip(values[:, arkit], 0.0, 1.0)  # blendshape weights; FLAME isn't clipped
         smooth_head(values, self.channels)
-        head_gain = float(head_motion)
-        if reference is not None and match_reference_head:
-            head_gain *= reference_head_gain(head_activity(reference.resample(self.fps).values, reference.channels),
-                                             head_activity(values, self.channels))
-        self.last_info["head_gain"] = round(head_gain, 3)
+        head_gain, mouth_gain = float(head_motion), 1.0
+        if reference is not None and match_reference:
+            ref = reference.resample(self.fps)
+            head_gain *= reference_gain(head_activity(ref.values, ref.channels), head_activity(values, self.channels))
+            mouth_gain = reference_gain(articulation_activity(ref.values, ref.channels),
+                                        articulation_activity(values, self.channels))
+        self.last_info.update(head_gain=round(head_gain, 3), articulation_gain=round(mouth_gain, 3))
+        scale_articulation(values, self.channels, mouth_gain)
+        if hold_closures:
+            keep_closures(values, to_values(priors[1]), self.channels)  # after any change to the mouth
         scale_brow_raises(scale_head(values, self.channels, head_gain), self.channels, float(brow_activity))
         return Motion(self.fps, self.channels, self.add_blinks(values, wav, seed, blink_rate))
 

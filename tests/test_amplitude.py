@@ -1,9 +1,9 @@
 """The amplitude layer on plain arrays: head movement scaled about the median pose, brow raises
-scaled above the resting brows, the reference gain."""
+and articulation scaled above their resting level, the reference gain."""
 import numpy as np
 
-from model_core.amplitude import (BROWS, HEAD, brow_baseline, head_activity, reference_head_gain,
-                                  scale_brow_raises, scale_head)
+from model_core.amplitude import (BROWS, HEAD, articulation_activity, head_activity, reference_gain,
+                                  resting_level, scale_articulation, scale_brow_raises, scale_head)
 from model_core.motion import ARKIT_HEAD_LAYOUT
 
 CH = ARKIT_HEAD_LAYOUT
@@ -40,9 +40,9 @@ def test_head_activity_needs_head_channels():
 
 
 def test_reference_gain_matches_and_is_clamped():
-    assert reference_head_gain(0.02, 0.01) == 2.0
-    assert reference_head_gain(1.0, 0.01) == 4.0 and reference_head_gain(1e-4, 0.01) == 0.25
-    assert reference_head_gain(None, 0.01) == 1.0 and reference_head_gain(0.02, 0.0) == 1.0
+    assert reference_gain(0.02, 0.01) == 2.0
+    assert reference_gain(1.0, 0.01) == 4.0 and reference_gain(1e-4, 0.01) == 0.25
+    assert reference_gain(None, 0.01) == 1.0 and reference_gain(0.02, 0.0) == 1.0
 
 
 def test_brow_raises_scale_above_the_resting_brow():
@@ -55,10 +55,26 @@ def test_brow_raises_scale_above_the_resting_brow():
     for c in (40, 100, 200, 260):
         raises[c:c + 8] = 0.2
     v[:, cols] = (rest + raises)[:, None]
-    base = brow_baseline(v[:, cols])
+    base = resting_level(v[:, cols])
     assert np.abs(base[10:140, 0] - 0.1).max() < 1e-6 and np.abs(base[150:290, 0] - 0.5).max() < 1e-6
     out = scale_brow_raises(v.copy(), CH, 2.0)
     np.testing.assert_allclose(out[[42, 102, 202, 262], cols[0]], rest[[42, 102, 202, 262]] + 0.4, atol=1e-6)
     np.testing.assert_allclose(out[[20, 120, 230], cols[0]], rest[[20, 120, 230]], atol=1e-6)
     none = scale_brow_raises(v.copy(), CH, 0.0)
     assert none[[42, 102, 202, 262], cols[0]].max() <= 0.5 + 1e-6 and none[42, cols[0]] < 0.1 + 1e-6
+
+
+def test_articulation_scales_above_the_resting_jaw():
+    """An emotion's held jaw (the resting level) stays; the syllables' jaw drops on top scale,
+    and so does the lips' frame-to-frame movement."""
+    T = 200
+    v = np.zeros((T, len(CH)), np.float32)
+    jaw, brow = CH.index("jawOpen"), CH.index("browInnerUp")
+    syllables = 0.15 * np.clip(np.sin(2 * np.pi * 4 * np.arange(T) / 25), 0, None)
+    v[:, jaw] = 0.1 + syllables
+    v[:, brow] = 0.3
+    out = scale_articulation(v.copy(), CH, 1.5)
+    np.testing.assert_allclose(out[:, jaw], 0.1 + 1.5 * syllables, atol=1e-6)
+    assert abs(articulation_activity(out, CH) / articulation_activity(v, CH) - 1.5) < 1e-3
+    np.testing.assert_array_equal(out[:, brow], v[:, brow])
+    assert articulation_activity(v[:, 52:], CH[52:]) is None

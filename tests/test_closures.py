@@ -1,0 +1,70 @@
+"""Lips the words close stay closed under any emotion (model_core.closures): the brief closures
+found on plain arrays, the blend confined to the articulation channels, and the shipped model
+holding the neutral rendition's closures when surprised or disgusted."""
+import numpy as np
+import pytest
+
+from model_core.closures import ARTICULATION, CLOSED_MM, closure_weights, keep_closures, lip_gap
+from model_core.motion import ARKIT_HEAD_LAYOUT as CH
+
+JAW, CLOSE, SMILE = CH.index("jawOpen"), CH.index("mouthClose"), CH.index("mouthSmileLeft")
+
+
+def test_closure_weights_hold_brief_closures_in_speech_not_rest():
+    gap = np.full(120, 6.0)
+    gap[:5] = 0.5       # closed at the start: rest before speaking
+    gap[40:44] = 0.5    # a bilabial: 4 frames
+    gap[70:100] = 0.5   # a 1.2 s pause: rest
+    w = closure_weights(gap)
+    np.testing.assert_array_equal(w[40:44], 1.0)
+    np.testing.assert_allclose(w[[38, 39, 44, 45]], [1 / 3, 2 / 3, 2 / 3, 1 / 3])
+    assert w[:37].max() == 0 and w[46:].max() == 0
+
+
+def _mouth(T=100):
+    v = np.zeros((T, len(CH)), np.float32)
+    v[:, SMILE] = 0.4
+    return v
+
+
+def test_keep_closures_blends_only_articulation_and_only_at_closures():
+    content = _mouth()
+    content[:, JAW] = 0.3
+    content[50:54, JAW] = 0.0                       # the words close the lips here
+    emotional = _mouth()
+    emotional[:, JAW] = 0.45                        # a surprised jaw that never closes
+    emotional[:, SMILE] = 0.1
+    out = keep_closures(emotional.copy(), content, CH)
+    assert lip_gap(out, CH)[50:54].max() < CLOSED_MM <= lip_gap(emotional, CH)[50:54].min()
+    np.testing.assert_array_equal(out[:45], emotional[:45])   # elsewhere the emotion's own
+    np.testing.assert_array_equal(out[59:], emotional[59:])
+    others = [i for i, n in enumerate(CH) if n not in ARTICULATION]
+    np.testing.assert_array_equal(out[:, others], emotional[:, others])  # smile kept throughout
+    flame = ("Exp1", "Exp2", "headPitch")
+    x = np.zeros((10, 3), np.float32)
+    assert keep_closures(x.copy(), x + 1, flame).tolist() == x.tolist()  # no ARKit mouth: untouched
+
+
+def _brief_closures(gap):
+    closed = np.concatenate([[0], (gap < CLOSED_MM).astype(np.int8), [0]])
+    e = np.flatnonzero(np.diff(closed))
+    return [(s, t) for s, t in zip(e[::2], e[1::2]) if t - s <= 10 and s > 0 and t < len(gap)]
+
+
+@pytest.mark.parametrize("emotion", ["surprised", "disgusted"])
+def test_an_emotion_keeps_the_neutral_renditions_closures(generator, sample_audio, emotion):
+    """Where the neutral rendition closes the lips for a bilabial, the surprised (disgusted)
+    one closes them too (the model alone, without the layer, misses some); only the
+    articulation channels differ."""
+    clip = sample_audio[: 12 * 16000]
+    runs = _brief_closures(lip_gap(generator.generate(clip, emotion={"neutral": 1.0}).values, CH))
+    assert len(runs) >= 6
+
+    def kept(m):
+        gap = lip_gap(m.values, CH)
+        return np.mean([gap[max(0, s - 1):t + 1].min() < CLOSED_MM for s, t in runs])
+    held = generator.generate(clip, emotion={emotion: 1.0})
+    alone = generator.generate(clip, emotion={emotion: 1.0}, hold_closures=False)
+    assert kept(held) >= 0.9 and kept(held) > kept(alone)
+    differ = np.flatnonzero(np.abs(held.values - alone.values).max(0) > 0)
+    assert set(CH[i] for i in differ) <= set(ARTICULATION)
