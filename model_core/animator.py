@@ -212,6 +212,11 @@ def gaussian_smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
     return np.stack([np.convolve(pad[:, j], k, mode="valid") for j in range(x.shape[1])], 1)
 
 
+LOUD = 0.9  # a syllable this loud (x the utterance's 95th-percentile RMS) is emphasised
+# brow raise height per unit of a speaker's brow activity (0..1)
+BROW_RAISE = {"browInnerUp": 0.35, "browOuterUpLeft": 0.3, "browOuterUpRight": 0.3}
+
+
 def frame_energy(audio: np.ndarray, n_frames: int, sr: int = 16000, fps: float = FPS) -> np.ndarray:
     """RMS loudness per motion frame, normalised to the utterance's 95th percentile."""
     hop = int(round(sr / fps))
@@ -250,9 +255,8 @@ def animate(phones: list[Phone], n_frames: int, emotion: np.ndarray, style: Styl
 
     # brows rise on emphasis, by style
     nods, brow = _prosody_events(phones, T, energy, style, rng, fps)
-    w[:, _K["browInnerUp"]] += 0.35 * style.brow_activity * brow
-    w[:, _K["browOuterUpLeft"]] += 0.3 * style.brow_activity * brow
-    w[:, _K["browOuterUpRight"]] += 0.3 * style.brow_activity * brow
+    for name, height in BROW_RAISE.items():
+        w[:, _K[name]] += height * style.brow_activity * brow
 
     w = _add_blinks_and_gaze(w, phones, style, rng, fps)
     w = np.clip(w, 0.0, 1.0)
@@ -288,14 +292,32 @@ def _prosody_events(phones, T, energy, style, rng, fps):
         loud = float(energy[i: i + 3].mean()) if i < T else 1.0
         if rng.random() < style.head_rhythm:
             nods[i] += loud * rng.uniform(0.6, 1.2)
-        if loud > 0.9 and rng.random() < 0.5:
+        if loud > LOUD and rng.random() < 0.5:
             brow[i] += 1.0
     # a nod: the head dips and comes back over ~0.35 s
     kt = np.arange(0, int(0.5 * fps)) / fps
     kernel = (kt / 0.12) * np.exp(1 - kt / 0.12)
     nod_curve = np.convolve(nods, kernel)[:T]
-    brow_curve = np.clip(np.convolve(brow, np.exp(-np.arange(int(0.6 * fps)) / (0.25 * fps)))[:T], 0, 1)
-    return nod_curve, gaussian_smooth(brow_curve, 1.5)
+    return nod_curve, brow_raise_curve(brow, fps)
+
+
+def brow_raise_curve(onsets: np.ndarray, fps: float = FPS) -> np.ndarray:
+    """Brow raise per frame (0..1) for raise onsets (T impulses): up at once, down over ~0.6 s."""
+    T = len(onsets)
+    curve = np.clip(np.convolve(onsets, np.exp(-np.arange(int(0.6 * fps)) / (0.25 * fps)))[:T], 0, 1)
+    return gaussian_smooth(curve, 1.5)
+
+
+def loud_onsets(energy: np.ndarray, min_gap: int = 8) -> np.ndarray:
+    """Frames where the loudness of the next 3 frames rises through LOUD (the onsets of loud
+    syllables, as `frame_energy` measures them), at least `min_gap` frames apart."""
+    ahead = np.array([energy[t:t + 3].mean() for t in range(len(energy))])
+    rising = np.flatnonzero((ahead[1:] > LOUD) & (ahead[:-1] <= LOUD)) + 1
+    kept: list[int] = []
+    for t in rising:
+        if not kept or t - kept[-1] >= min_gap:
+            kept.append(int(t))
+    return np.array(kept, dtype=int)
 
 
 def blink_times(duration: float, per_minute: float, pauses, rng: np.random.Generator) -> list[float]:

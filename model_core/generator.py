@@ -7,8 +7,8 @@ by the style sliders. Then the audio is cut into windows of `window` frames that
 OVERLAP frames; each window is conditioned on the last `prev` frames generated before it
 (DiffPoseTalk) and cross-faded into its predecessor, so windows join without a jump. The last
 window is padded and its padded frames are marked invalid. After sampling, plain code keeps
-the lips closed where the words close them (`closures.py`), smooths and scales the head and
-the brow raises (`amplitude.py`) and adds blinks.
+the lips closed where the words close them (`closures.py`), smooths and scales the head, the
+mouth and the brow raises (`amplitude.py`) and adds blinks and eyebrow flashes (`gestures.py`).
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from .diffusion import SAMPLERS, cosine_schedule, guided, spaced_timesteps
 from .errors import LaliaError
 from .amplitude import (articulation_activity, head_activity, reference_gain, scale_articulation,
                         scale_brow_raises, scale_head, smooth_head)
-from .animator import blink_curve, blink_times, frame_energy
 from .closures import keep_closures
+from .gestures import add_blinks, add_brow_raises
 from .motion import ARKIT_NAMES, Motion
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,6 @@ def emotion_vector(emotion, emotions: tuple[str, ...]) -> np.ndarray:
     if not np.all((v >= 0) & (v <= 1)):
         raise LaliaError("Emotion intensities must be between 0 and 1")
     return v
-
-
-BLINKS_PER_MINUTE = 11.0  # with the blinks at pauses: about the corpus median of 18 a minute
 
 
 class Generator:
@@ -212,8 +209,9 @@ class Generator:
             reference motion (npz/csv/Motion) or a style vector.
         head_motion, expressiveness, brow_activity: style sliders, 0..2 (1 = as the style is),
             each moving the style along its fitted direction; head_motion and brow_activity also
-            scale the head movement and the brow raises by their value (see `amplitude.py`).
-        blink_rate: 0..2 x the usual blink rate of the blink layer (see `add_blinks`).
+            scale the head movement and the brow raises by their value (see `amplitude.py`), and
+            brow_activity sets the height of the eyebrow flashes on loud syllables (`gestures.py`).
+        blink_rate: 0..2 x the usual blink rate of the blink layer (see `gestures.py`).
         match_reference: with a motion reference as the style, give the generated head and mouth
             the reference's amount of movement (the denoiser alone follows it only in part).
         hold_closures: close the lips wherever the words' neutral mouth closes them briefly, so no
@@ -296,26 +294,8 @@ class Generator:
         if hold_closures:
             keep_closures(values, to_values(priors[1]), self.channels)  # after any change to the mouth
         scale_brow_raises(scale_head(values, self.channels, head_gain), self.channels, float(brow_activity))
-        return Motion(self.fps, self.channels, self.add_blinks(values, wav, seed, blink_rate))
-
-    def add_blinks(self, values: np.ndarray, wav: np.ndarray, seed: int, rate: float) -> np.ndarray:
-        """Blinks on top of the model's lids, timed as the corpus animator times them (a Poisson
-        process plus blinks at pauses), at BLINKS_PER_MINUTE x `rate`. Speech doesn't predict
-        when people blink, so a few-step sampler averages blinks away (the shipped model alone
-        blinks a few times a minute against the corpus's ~18); this layer puts them back, and
-        is what the Blink rate slider sets (0 = the model's own lids only)."""
-        if rate <= 0 or "eyeBlinkLeft" not in self.channels:
-            return values
-        T = len(values)
-        quiet = np.concatenate([[False], frame_energy(wav, T, fps=self.fps) < 0.1, [False]])
-        edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
-        pauses = [(a / self.fps, b / self.fps) for a, b in zip(edges[::2], edges[1::2])]
-        rng = np.random.default_rng([int(seed), 2])
-        blink = blink_curve(blink_times(T / self.fps, BLINKS_PER_MINUTE * rate, pauses, rng), T, self.fps)
-        for side in ("Left", "Right"):
-            j = self.channels.index("eyeBlink" + side)
-            values[:, j] += (1.0 - values[:, j]) * blink
-        return values
+        add_brow_raises(values, self.channels, wav, self.fps, seed, float(brow_activity))
+        return Motion(self.fps, self.channels, add_blinks(values, self.channels, wav, self.fps, seed, blink_rate))
 
     def window_starts(self, T: int) -> list[int]:
         """First frame of each sampling window; consecutive windows share OVERLAP frames."""
