@@ -37,7 +37,7 @@ class LaliaSettings(bpy.types.PropertyGroup):
     expressiveness: FloatProperty(name="Expressiveness", default=1.0, min=0.0, max=2.0,
                                   description="Smaller (0) or bigger (2) mouth movements; 1 = as the style is")
     brow_activity: FloatProperty(name="Brow activity", default=1.0, min=0.0, max=2.0,
-                                 description="Brow raises on emphasis: none (0), as the style raises them (1), twice as high (2)")
+                                 description="Brow raises on loud syllables: none (0), a typical speaker's (1), twice as high (2)")
     blink_rate: FloatProperty(name="Blink rate", default=1.0, min=0.0, max=2.0,
                               description="Blinks added to the model's own: none (0), about 18 a minute (1), more (2)")
     checkpoint: StringProperty(name="Model", subtype="FILE_PATH",

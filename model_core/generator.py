@@ -278,10 +278,7 @@ class Generator:
             if progress:
                 progress((w + 1) / len(starts))
         self.last_timings.sampler = time.perf_counter() - t0
-        to_values = lambda x: (x * self.std + self.mean).cpu().numpy()
-        values = to_values(out)
-        arkit = np.array([c in ARKIT_NAMES for c in self.channels])
-        values[:, arkit] = np.clip(values[:, arkit], 0.0, 1.0)  # blendshape weights; FLAME isn't clipped
+        values = self.to_values(out)
         smooth_head(values, self.channels)
         head_gain, mouth_gain = float(head_motion), 1.0
         if reference is not None and match_reference:
@@ -292,10 +289,17 @@ class Generator:
         self.last_info.update(head_gain=round(head_gain, 3), articulation_gain=round(mouth_gain, 3))
         scale_articulation(values, self.channels, mouth_gain)
         if hold_closures:
-            keep_closures(values, to_values(priors[1]), self.channels)  # after any change to the mouth
+            keep_closures(values, self.to_values(priors[1]), self.channels)  # after any change to the mouth
         scale_brow_raises(scale_head(values, self.channels, head_gain), self.channels, float(brow_activity))
         add_brow_raises(values, self.channels, wav, self.fps, seed, float(brow_activity))
         return Motion(self.fps, self.channels, add_blinks(values, self.channels, wav, self.fps, seed, blink_rate))
+
+    def to_values(self, x: torch.Tensor) -> np.ndarray:
+        """Normalised motion -> channel values; blendshape weights clipped to 0..1 (FLAME isn't)."""
+        values = (x * self.std + self.mean).cpu().numpy()
+        arkit = np.array([c in ARKIT_NAMES for c in self.channels])
+        values[:, arkit] = np.clip(values[:, arkit], 0.0, 1.0)
+        return values
 
     def window_starts(self, T: int) -> list[int]:
         """First frame of each sampling window; consecutive windows share OVERLAP frames."""

@@ -65,24 +65,28 @@ def test_distillation_table_ships_the_fewest_step_fastest_student_within_five_pe
 
 
 def test_controls_report_is_for_the_shipped_model():
-    """The measured controls. Targets not met are reported in the README, not asserted here:
-    the lip-closure drop for surprised and disgusted, and style-follows-reference r >= 0.8
-    (above the corpus's own ceiling for head motion; see the README's controls table)."""
+    """The measured controls against issue 7's targets. Not met, and reported in the README
+    rather than asserted: style-follows-reference r >= 0.8 for head motion, which is above the
+    corpus's own ceiling (the same speaker's other take), and the AD-VAE code swap."""
     r = _report("controls_default.json")
     words = r["emotion_keeps_words"]
-    for e in ("happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt"):
+    for e in EMOTIONS[1:]:
         assert words[e]["corr_drop_pct"] <= 5.0, e              # issue 7: emotion keeps the words
-        assert words[e]["closure_drop_pct"] <= 15.0, e          # (target 5%: met by 5 of 7, not by
-        #                                                   surprised and disgusted; see the README)
+        assert words[e]["closure_drop_pct"] <= 5.0, e
         assert r["emotion_recognised"][e] >= 0.9, e             # recognisable at intensity 1
         conf = r["emotion_confidence_by_intensity"][e]
         assert all(b >= a for a, b in zip(conf, conf[1:])), e   # and more so as intensity rises
-    pooled = np.mean([words[e]["bilabial_closure"] for e in EMOTIONS[1:]])
-    assert pooled >= 0.95 * words["neutral"]["bilabial_closure"]  # over all 7 emotions: within 5%
-    for name in ("head_motion", "expressiveness", "brow_activity"):
-        assert r["sliders"][name]["monotonic"], name            # each slider moves its property
-    head = r["sliders"]["head_motion"]["values"]
+    # the closure layer is what keeps the words under surprise (the model alone drops 12%)
+    assert words["surprised"]["model_alone"]["closure_drop_pct"] > words["surprised"]["closure_drop_pct"]
+    sliders = r["sliders"]
+    for name in ("head_motion", "expressiveness", "brow_activity", "blink_rate"):
+        assert sliders[name]["monotonic"], name                 # each slider moves its property
+    head = sliders["head_motion"]["values"]
     assert head[0] < 0.05 * head[2] and head[4] > 1.8 * head[2]  # 0: a still head; 2: twice the movement
-    s = r["style_follows_reference"]  # a reference's head movement is followed about as far as the
-    assert s["head_motion_r"] >= 0.9 * s["corpus_ceiling"]["head_motion_r"]  # corpus allows
+    for name in ("brow_activity", "blink_rate"):  # at 1, about the corpus's own amount
+        assert 0.5 < sliders[name]["values"][2] / sliders[name]["corpus"] < 2.0, name
+    s = r["style_follows_reference"]
+    assert s["articulation_r"] >= 0.8 and s["articulation_r"] > s["model_alone"]["articulation_r"]
+    # a reference's head movement is followed about as far as the corpus allows
+    assert s["head_motion_r"] >= 0.9 * s["corpus_ceiling"]["head_motion_r"]
     assert s["head_motion_r"] > s["model_alone"]["head_motion_r"] + 0.3

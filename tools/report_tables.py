@@ -94,9 +94,9 @@ def controls():
                   ["the model alone", alone["head_motion_r"], alone["articulation_r"]],
                   ["ceiling: the same speaker's other take (real corpus motion)", ceiling["head_motion_r"],
                    ceiling["articulation_r"]]])
-    out += [""] + table(["slider (0 → 2 in 5 steps)", "measured", "curve", "monotonic"],
+    out += [""] + table(["slider (0 → 2 in 5 steps)", "measured", "curve", "monotonic", "corpus motion (40 held-out takes)"],
                         [[name, v["measure"], " → ".join(f"{x:g}" for x in v["values"]),
-                          "yes" if v["monotonic"] else "**no**"] for name, v in r["sliders"].items()])
+                          "yes" if v["monotonic"] else "**no**", f"{v['corpus']:g}"] for name, v in r["sliders"].items()])
     sw, ids = r["vae_swap"], r["identity_retrieval"]
     out += ["", f"AD-VAE code swap ({sw['pairs']} pairs, content of A + emotion of B): B's emotion recognised in "
             f"{sw['emotion_of_b_recognised']:.0%}, mouth correlation with A {sw['mouth_corr_with_a']}. "
