@@ -85,8 +85,11 @@ def cmd_generate(a):
     gen = load_generator(a.checkpoint, device=a.device)
     t0 = time.perf_counter()
     motion = gen.generate(a.audio, emotion=_parse_emotions(a.emotion), emotion_from_voice=a.emotion_from_voice,
-                          style=a.style, steps=a.steps, seed=a.seed, head_motion=a.head_motion,
-                          expressiveness=a.expressiveness, progress=_progress_bar("generate"))
+                          emotion_reference=a.emotion_reference, style=a.style, steps=a.steps, seed=a.seed,
+                          head_motion=a.head_motion, expressiveness=a.expressiveness,
+                          brow_activity=a.brow_activity, blink_rate=a.blink_rate,
+                          match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold,
+                          progress=_progress_bar("generate"))
     elapsed = time.perf_counter() - t0
     out = motion.save(a.out, a.format)
     print(f"{out}: {motion.num_frames} frames at {motion.fps:g} fps, {len(motion.channels)} channels "
@@ -207,8 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style", help="a style preset name or a reference motion (npz/csv)")
     g.add_argument("--steps", type=int, default=None)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--head-motion", type=float, default=1.0)
-    g.add_argument("--expressiveness", type=float, default=1.0)
+    g.add_argument("--emotion-reference", help="a motion file (npz/csv) whose emotion is copied")
+    g.add_argument("--head-motion", type=float, default=1.0, help="0..2: still head .. twice the movement")
+    g.add_argument("--expressiveness", type=float, default=1.0, help="0..2: smaller .. bigger mouth movements")
+    g.add_argument("--brow-activity", type=float, default=1.0, help="0..2: no brow raises .. twice as high")
+    g.add_argument("--blink-rate", type=float, default=1.0, help="0..2: no added blinks .. twice as many")
+    g.add_argument("--no-reference-matching", action="store_true",
+                   help="with a reference --style, don't give the head and mouth its amount of movement")
+    g.add_argument("--no-closure-hold", action="store_true",
+                   help="the model's mouth alone: don't hold the lips closed where the words close them")
     g.add_argument("--checkpoint", default=None)
     g.add_argument("--device", default="cpu")
     g.set_defaults(func=cmd_generate)

@@ -210,6 +210,24 @@ def test_cli_generate(tmp_path, fmt, sample_audio):
     assert m.num_frames == 75 and "jawOpen" in m.channels
 
 
+def test_cli_passes_every_control(tmp_path, generator, sample_audio):
+    """The CLI's sliders and switches reach the generator: its file equals the API's output."""
+    from model_core.audio import save_wav
+    clip = sample_audio[: 4 * 16000]
+    wav = save_wav(tmp_path / "in.wav", clip)
+    out = tmp_path / "out.npz"
+    res = subprocess.run([sys.executable, "-m", "model_core", "generate", str(wav), "--out", str(out),
+                          "--emotion", "surprised=1", "--head-motion", "0", "--expressiveness", "1.5",
+                          "--brow-activity", "2", "--blink-rate", "0", "--no-closure-hold"],
+                         capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-1500:]
+    from model_core.audio import load_audio
+    expected = generator.generate(load_audio(wav), emotion={"surprised": 1.0}, head_motion=0.0, expressiveness=1.5,
+                                  brow_activity=2.0, blink_rate=0.0, hold_closures=False)
+    np.testing.assert_allclose(Motion.load(out).values, expected.values, atol=1e-5)
+
+
 def test_cli_reports_user_errors_without_traceback(tmp_path):
     res = subprocess.run([sys.executable, "-m", "model_core", "generate", str(tmp_path / "x.wav"), "--out",
                           str(tmp_path / "o.npz")], capture_output=True, text=True,
