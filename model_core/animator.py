@@ -212,6 +212,12 @@ def gaussian_smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
     return np.stack([np.convolve(pad[:, j], k, mode="valid") for j in range(x.shape[1])], 1)
 
 
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frame pairs, end exclusive, of each run of True in a 1-d mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, np.int8), [0]])))
+    return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
+
+
 LOUD = 0.9  # a syllable this loud (x the utterance's 95th-percentile RMS) is emphasised
 # brow raise height per unit of a speaker's brow activity (0..1)
 BROW_RAISE = {"browInnerUp": 0.35, "browOuterUpLeft": 0.3, "browOuterUpRight": 0.3}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .animator import true_runs
 from .head import load_head
 from .motion import ARKIT_NAMES
 
@@ -39,16 +40,19 @@ def lip_gap(values: np.ndarray, channels) -> np.ndarray | None:
     return load_head().lip_gap(values[:, :52])
 
 
-def closure_weights(gap_mm: np.ndarray) -> np.ndarray:
-    """T weights in 0..1: 1 on each brief closure inside speech (a closed run of at most
-    MAX_CLOSURE_FRAMES with open lips on both sides), fading to 0 over FEATHER_FRAMES."""
+def brief_closures(gap_mm: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frames of each brief closure inside speech: a closed run of at most
+    MAX_CLOSURE_FRAMES with open lips on both sides."""
     T = len(gap_mm)
-    closed = np.concatenate([[0], (gap_mm < CLOSED_MM).astype(np.int8), [0]])
-    edges = np.flatnonzero(np.diff(closed))
+    return [(s, e) for s, e in true_runs(gap_mm < CLOSED_MM) if e - s <= MAX_CLOSURE_FRAMES and s > 0 and e < T]
+
+
+def closure_weights(gap_mm: np.ndarray) -> np.ndarray:
+    """T weights in 0..1: 1 on each brief closure, fading to 0 over FEATHER_FRAMES."""
+    T = len(gap_mm)
     hold = np.zeros(T)
-    for s, e in zip(edges[::2], edges[1::2]):
-        if e - s <= MAX_CLOSURE_FRAMES and s > 0 and e < T:
-            hold[s:e] = 1.0
+    for s, e in brief_closures(gap_mm):
+        hold[s:e] = 1.0
     F = FEATHER_FRAMES
     taper = 1.0 - np.abs(np.arange(-F, F + 1)) / (F + 1)
     padded = np.pad(hold, F)

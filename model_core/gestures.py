@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .animator import BROW_RAISE, blink_curve, blink_times, brow_raise_curve, frame_energy, loud_onsets
+from .animator import (BROW_RAISE, blink_curve, blink_times, brow_raise_curve, frame_energy, loud_onsets,
+                       true_runs)
 
 BLINKS_PER_MINUTE = 11.0  # with the blinks at pauses: about the corpus median of 18 a minute
 # the corpus animator raises the brows on half the loud stressed syllables (12.6 a minute in the
@@ -27,9 +28,7 @@ def add_blinks(values: np.ndarray, channels, wav: np.ndarray, fps: float, seed: 
     if rate <= 0 or "eyeBlinkLeft" not in channels:
         return values
     T = len(values)
-    quiet = np.concatenate([[False], frame_energy(wav, T, fps=fps) < 0.1, [False]])
-    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
-    pauses = [(a / fps, b / fps) for a, b in zip(edges[::2], edges[1::2])]
+    pauses = [(a / fps, b / fps) for a, b in true_runs(frame_energy(wav, T, fps=fps) < 0.1)]
     rng = np.random.default_rng([int(seed), 2])
     blink = blink_curve(blink_times(T / fps, BLINKS_PER_MINUTE * rate, pauses, rng), T, fps)
     for side in ("Left", "Right"):

@@ -4,10 +4,10 @@ holding the neutral rendition's closures when surprised or disgusted."""
 import numpy as np
 import pytest
 
-from model_core.closures import ARTICULATION, CLOSED_MM, closure_weights, keep_closures, lip_gap
+from model_core.closures import ARTICULATION, CLOSED_MM, brief_closures, closure_weights, keep_closures, lip_gap
 from model_core.motion import ARKIT_HEAD_LAYOUT as CH
 
-JAW, CLOSE, SMILE = CH.index("jawOpen"), CH.index("mouthClose"), CH.index("mouthSmileLeft")
+JAW, SMILE = CH.index("jawOpen"), CH.index("mouthSmileLeft")
 
 
 def test_closure_weights_hold_brief_closures_in_speech_not_rest():
@@ -45,19 +45,13 @@ def test_keep_closures_blends_only_articulation_and_only_at_closures():
     assert keep_closures(x.copy(), x + 1, flame).tolist() == x.tolist()  # no ARKit mouth: untouched
 
 
-def _brief_closures(gap):
-    closed = np.concatenate([[0], (gap < CLOSED_MM).astype(np.int8), [0]])
-    e = np.flatnonzero(np.diff(closed))
-    return [(s, t) for s, t in zip(e[::2], e[1::2]) if t - s <= 10 and s > 0 and t < len(gap)]
-
-
 @pytest.mark.parametrize("emotion", ["surprised", "disgusted"])
 def test_an_emotion_keeps_the_neutral_renditions_closures(generator, sample_audio, emotion):
     """Where the neutral rendition closes the lips for a bilabial, the surprised (disgusted)
     one closes them too (the model alone, without the layer, misses some); only the
     articulation channels differ."""
     clip = sample_audio[: 12 * 16000]
-    runs = _brief_closures(lip_gap(generator.generate(clip, emotion={"neutral": 1.0}).values, CH))
+    runs = brief_closures(lip_gap(generator.generate(clip, emotion={"neutral": 1.0}).values, CH))
     assert len(runs) >= 6
 
     def kept(m):

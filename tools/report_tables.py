@@ -75,14 +75,13 @@ def distillation():
 def controls():
     r = load("controls_default.json")
     w, rec, conf = r["emotion_keeps_words"], r["emotion_recognised"], r["emotion_confidence_by_intensity"]
-    alone = lambda e: w[e]["model_alone"]
     out = [f"{w['takes']} held-out takes, {w['bilabials']} bilabials; neutral closes "
-           f"{w['neutral']['bilabial_closure']:.1%} ({alone('neutral')['bilabial_closure']:.1%} from the model "
+           f"{w['neutral']['bilabial_closure']:.1%} ({w['neutral']['model_alone']['bilabial_closure']:.1%} from the model "
            "alone, without the closure layer).", ""]
     out += table(["emotion at intensity 1", "closure", "closure drop", "drop, model alone", "mouth corr. with neutral",
                   "corr. drop", "recognised", "confidence at 0.25 / 0.5 / 0.75 / 1"],
                  [[e, f"{w[e]['bilabial_closure']:.1%}", f"**{w[e]['closure_drop_pct']:+.1f}%**",
-                   f"{alone(e)['closure_drop_pct']:+.1f}%", f"{w[e]['mouth_corr_with_neutral']:.3f}",
+                   f"{w[e]['model_alone']['closure_drop_pct']:+.1f}%", f"{w[e]['mouth_corr_with_neutral']:.3f}",
                    f"{w[e]['corr_drop_pct']:+.1f}%", f"{rec[e]:.0%}", " / ".join(f"{x:.2f}" for x in conf[e])]
                   for e in EMOTIONS])
     s = r["style_follows_reference"]
