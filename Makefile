@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 addon addon-lean model corpus distill bench clean
+.PHONY: setup system venv demo test test-blender5 addon addon-lean model corpus distill disentangle bench clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -64,6 +64,7 @@ model: corpus
 	PYTHONPATH=. $(PY) -m model_core train model_core/configs/default_finetune.toml --fresh
 	$(MC) ship runs/default_finetune/final.safetensors --corpus $(CORPUS) --out $(TEACHER)
 	$(MAKE) distill
+	$(MAKE) disentangle
 
 distill: setup
 	# progressive distillation at guidance 1 (the generator's default): 8 -> 4 -> 2 -> 1 steps
@@ -85,6 +86,22 @@ distill: setup
 	  $(DISTILL)/student_1.safetensors $(DISTILL)/student_1_2layers.safetensors $(DISTILL)/student_1_2layers_more.safetensors \
 	  $(DISTILL)/guided_8.safetensors $(DISTILL)/guided_1.safetensors \
 	  --corpus $(CORPUS) --table docs/distillation.json
+	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
+	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
+	$(MC) flame-check --out docs/flame_check.json
+
+# the AD-VAE fine-tuned with a fixed emotion judge in its code-swap loss, then the teacher and
+# the shipped student adapted to its new prior (each learns its own old output from it)
+DIS := runs/disentangle
+DEFAULT_MODEL := model_core/assets/default_model.safetensors
+disentangle: setup
+	$(MC) disentangle $(TEACHER) --corpus $(CORPUS) --out $(DIS)/vae.safetensors
+	$(MC) distill $(TEACHER) --corpus $(CORPUS) --steps 8 --adapt $(DIS)/vae.safetensors --iterations 600 \
+	  --half --out $(DIS)/teacher.safetensors
+	$(MC) distill $(DEFAULT_MODEL) --corpus $(CORPUS) --steps 1 --adapt $(DIS)/vae.safetensors --iterations 600 \
+	  --half --out $(DIS)/default.safetensors
+	cp $(DIS)/teacher.safetensors $(TEACHER) && cp $(DIS)/teacher.json $(TEACHER:.safetensors=.json)
+	cp $(DIS)/default.safetensors $(DEFAULT_MODEL) && cp $(DIS)/default.json $(DEFAULT_MODEL:.safetensors=.json)
 	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
 	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
 	$(MC) flame-check --out docs/flame_check.json

@@ -95,7 +95,8 @@ def time_generation(gen, wav: Path, length: float, out_dir: Path) -> dict:
             "split_seconds": {"audio_decoding": round(tm.audio, 3), "speech_encoder": round(tm.encoder, 3),
                               "sampler": round(tm.sampler, 3), "writing": round(t2 - t1, 3)},
             "sampler_share": round(tm.sampler / total, 3), "steps": gen.manifest["sampler"]["steps"],
-            "distilled": bool(gen.manifest.get("distillation")), "peak_memory_MB": round(mem.peak, 0),
+            "distilled": any(r["kind"] != "adapt" for r in gen.manifest.get("distillation", [])),
+            "peak_memory_MB": round(mem.peak, 0),
             "frames": motion.num_frames}
 
 

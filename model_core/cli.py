@@ -141,7 +141,14 @@ def cmd_eval_controls(a):
 def cmd_distill(a):
     from .distill import DistillConfig, distill
     cfg = DistillConfig(steps=a.iterations, batch=a.batch, lr=a.lr, threads=a.threads, max_minutes=a.max_minutes)
-    print(distill(a.teacher, a.corpus, a.out, a.steps, guidance=a.guidance, cfg=cfg, init=a.init, layers=a.layers))
+    print(distill(a.teacher, a.corpus, a.out, a.steps, guidance=a.guidance, cfg=cfg, init=a.init, layers=a.layers,
+                  adapt=a.adapt, half=a.half))
+
+
+def cmd_disentangle(a):
+    from .disentangle import DisentangleConfig, disentangle
+    cfg = DisentangleConfig(steps=a.iterations, judge_steps=a.judge_iterations, threads=a.threads)
+    print(disentangle(a.checkpoint, a.corpus, a.out, cfg))
 
 
 def cmd_flame_check(a):
@@ -263,12 +270,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="depth distillation: a student with this many denoiser layers, same steps")
     d.add_argument("--init", default=None,
                    help="start the student from this earlier student of the round (train it on)")
+    d.add_argument("--adapt", default=None,
+                   help="adaptation: the student takes this checkpoint's AD-VAE and content prior and "
+                        "learns the teacher's output from the new prior, at the teacher's steps")
+    d.add_argument("--half", action="store_true", help="write float16 weights, as shipped")
     d.add_argument("--iterations", type=int, default=400)
     d.add_argument("--batch", type=int, default=16)
     d.add_argument("--lr", type=float, default=1e-4)
     d.add_argument("--threads", type=int, default=0)
     d.add_argument("--max-minutes", type=float, default=0.0)
     d.set_defaults(func=cmd_distill)
+
+    dt = sub.add_parser("disentangle", help="fine-tune a model's AD-VAE with a fixed emotion judge in the "
+                                            "code-swap loss (then `distill --adapt` its denoisers)")
+    dt.add_argument("checkpoint")
+    dt.add_argument("--corpus", required=True)
+    dt.add_argument("--out", required=True)
+    dt.add_argument("--iterations", type=int, default=800)
+    dt.add_argument("--judge-iterations", type=int, default=600)
+    dt.add_argument("--threads", type=int, default=0)
+    dt.set_defaults(func=cmd_disentangle)
 
     fc = sub.add_parser("flame-check", help="check the ARKit -> FLAME retarget on the bundled head")
     fc.add_argument("--checkpoint", default=None)

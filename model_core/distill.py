@@ -11,6 +11,9 @@
    denoiser layers, initialised from evenly spaced layers of its teacher, learns the teacher's
    x0 at the same timesteps. At one step the denoiser is the whole sampler, so this is what is
    left to make it faster.
+4. Adaptation to a new AD-VAE (after `disentangle.py` fine-tuned it): the student is the
+   teacher with the new AD-VAE and content prior, and learns, from the new prior, the x0 the
+   teacher gives from its old one, at the teacher's own timesteps.
 
 Each round starts from its teacher's weights and trains the denoiser only (the AD-VAE, content
 prior, style encoder and identities are the teacher's). Timesteps nest: `spaced_timesteps(N, k)`
@@ -97,14 +100,17 @@ def _depth_init(student: LaliaModel, teacher: LaliaModel) -> None:
 
 
 def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
-            cfg: DistillConfig | None = None, init=None, layers: int | None = None) -> Path:
+            cfg: DistillConfig | None = None, init=None, layers: int | None = None, adapt=None,
+            half: bool = False) -> Path:
     """One round. guidance=True: a guidance-conditioned student at the teacher's `steps`;
     `layers` fewer than the teacher's: a shallower student at the teacher's `steps` (depth);
     else a student with `steps` steps from a teacher sampling with 2 x `steps`: with the
     guidance scales as inputs when the teacher takes them, else at guidance 1 (the generator's
     default, where a teacher runs one branch), and the student keeps guidance fixed at 1.
     `init`: start the student from this checkpoint (an earlier student of the same round, to
-    train it on) instead of from the teacher."""
+    train it on) instead of from the teacher. `adapt`: a checkpoint whose AD-VAE and content
+    prior the student takes (an adaptation round, at the teacher's `steps`). `half`: write
+    float16 weights, as shipped."""
     cfg = cfg or DistillConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -116,6 +122,11 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
     if guidance and fixed:
         raise LaliaError("this teacher was distilled at guidance 1; it has no guidance to distil")
     depth = layers is not None and layers != teacher.cfg.layers
+    if adapt is not None and (guidance or depth or init is not None):
+        raise LaliaError("an adaptation round keeps the teacher's shape and guidance; it takes no other option")
+    # a teacher that samples with classifier-free guidance keeps it: its adaptation sees the
+    # conditions dropped as in training, so every guidance branch learns the new prior
+    keeps_guidance = adapt is not None and not manifest.get("guidance_fixed", False) and not teacher.cfg.guidance_input
     if depth and (guidance or not 1 <= layers < teacher.cfg.layers):
         raise LaliaError(f"a depth round needs fewer layers than the teacher's {teacher.cfg.layers}, "
                          "and no guidance round at the same time")
@@ -129,11 +140,13 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
         if start_model.cfg.__dict__ != scfg.__dict__:
             raise LaliaError(f"{init} is not a student of this teacher's shape; cannot start from it")
         student.load_state_dict(start_model.state_dict())
+    if adapt is not None:
+        _take_vae(student, adapt)
     teacher.eval()
     student.train()
     for name, p in student.named_parameters():
         p.requires_grad_(name.startswith("denoiser."))
-    same_steps = guidance or depth  # the student learns the teacher's own x0
+    same_steps = guidance or depth or adapt is not None  # the student learns the teacher's own x0
     teacher_steps = steps if same_steps else 2 * steps
     ts_teacher = spaced_timesteps(teacher.cfg.num_train_steps, teacher_steps)
     ts_student = spaced_timesteps(teacher.cfg.num_train_steps, steps)
@@ -150,7 +163,7 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     lo = torch.tensor([GUIDANCE_RANGES[k][0] for k in ("audio", "emotion", "style")])
     hi = torch.tensor([GUIDANCE_RANGES[k][1] for k in ("audio", "emotion", "style")])
-    kind = "guidance" if guidance else "depth" if depth else "progressive"
+    kind = "guidance" if guidance else "depth" if depth else "adapt" if adapt is not None else "progressive"
     history, start, running = [], time.time(), 0.0
     sched_cfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
     for it in range(cfg.steps):
@@ -162,7 +175,8 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
             mu_e = teacher.vae.encode(b["x0"])[2]
             c_hat = teacher.content_prior(b["audio"])
             cond = denoiser_conditions(teacher, b, tcfg, mu_e=mu_e, c_hat=c_hat,
-                                       style=teacher.style_encoder(b["ref"], b["ref_valid"]), dropout=False)
+                                       style=teacher.style_encoder(b["ref"], b["ref_valid"]),
+                                       dropout=keeps_guidance)
             prior_neutral = teacher.vae.decode(c_hat, teacher.neutral_code().expand_as(cond["emotion"]))
             scales = None if fixed else lo + (hi - lo) * torch.rand(B, 3)
             i = torch.randint(0, len(ts_student), (B,))
@@ -170,6 +184,10 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
             x_t = schedule.add_noise(b["x0"], torch.randn_like(b["x0"]), t)
             target = _teacher_target(teacher, x_t, i, cond, scales, prior_neutral, ts_teacher, ts_student, ab,
                                      same_steps)
+            if adapt is not None:  # the same conditions, but the prior from the student's AD-VAE
+                code = torch.where(cond["emotion_on"].view(B, 1, 1), cond["emotion"],
+                                   student.neutral_code().expand_as(cond["emotion"]))
+                cond["prior"] = student.vae.decode(student.content_prior(b["audio"]), code)
         pred = student.denoiser(x_t, t, guidance=scales, **cond)
         vm = b["valid"].unsqueeze(-1).float()
         loss = (((pred - target) ** 2) * vm).sum() / (vm.sum() * pred.shape[-1])
@@ -186,17 +204,30 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
         if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
             break
     rounds = list(manifest.get("distillation", []))
-    rounds.append({"kind": kind, "teacher": Path(teacher_path).name, "layers": scfg.layers,
-                   "init": Path(init).name if init else None,
+    from .checkpoint import weights_sha256
+    rounds.append({"kind": kind, "teacher": Path(teacher_path).name, "teacher_sha256": weights_sha256(teacher_path),
+                   "layers": scfg.layers,
+                   "init": Path(init).name if init else None, "adapt": Path(adapt).name if adapt else None,
                    "teacher_steps": teacher_steps, "student_steps": steps,
-                   "guidance_ranges": "fixed at 1" if fixed else GUIDANCE_RANGES,
+                   "guidance_ranges": "as trained" if keeps_guidance else "fixed at 1" if fixed else GUIDANCE_RANGES,
                    "config": cfg.__dict__, "history": history,
                    "minutes": round((time.time() - start) / 60, 2)})
     sampler_defaults = dict(manifest["sampler"], steps=steps)
-    new_manifest = {**manifest, "sampler": sampler_defaults, "distillation": rounds, "guidance_fixed": fixed}
-    path = save_checkpoint(out, student.eval(), new_manifest, extra=extra)
+    new_manifest = {**manifest, "sampler": sampler_defaults, "distillation": rounds,
+                    "guidance_fixed": fixed and not keeps_guidance}
+    path = save_checkpoint(out, student.eval(), new_manifest, extra=extra, half=half)
     log.info("student written to %s", path)
     return path
+
+
+def _take_vae(student: LaliaModel, path) -> None:
+    """The AD-VAE and content prior of checkpoint `path` into `student` (same shapes)."""
+    donor = load_checkpoint(path)[0]
+    try:
+        student.vae.load_state_dict(donor.vae.state_dict())
+        student.content_prior.load_state_dict(donor.content_prior.state_dict())
+    except RuntimeError as e:
+        raise LaliaError(f"{path}: its AD-VAE does not fit this model ({str(e)[:200]})") from e
 
 
 def _teacher_target(teacher, x_t, i, cond, scales, prior_neutral, ts_teacher, ts_student, ab, same_steps):

@@ -236,6 +236,16 @@ class Objective(nn.Module):
         out["swap"] = _masked_mse(mu_c2, mu_c.detach(), both) + _masked_mse(mu_e2, mu_e[perm].detach(), both)
         return out, mu_c, mu_e
 
+    def prior_loss(self, b: dict, mu_c: torch.Tensor, mu_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoupled prior (speech -> content code, rendered with the clip's emotion code)
+        against the AD-VAE's codes and the motion. Returns (loss, predicted content codes)."""
+        vm = b["valid"].unsqueeze(-1).float()
+        c_hat = self.model.content_prior(b["audio"])
+        rendered = self.model.vae.decode(c_hat, mu_e.detach())
+        loss = _masked_mse(c_hat, mu_c.detach(), vm) + _masked_mse(rendered, b["x0"], vm) + \
+            self.face_losses(rendered, b["x0"], vm)["lip_gap"]
+        return loss, c_hat
+
     def forward(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, m = self.cfg, self.model
         x0, valid = b["x0"], b["valid"]
@@ -243,12 +253,7 @@ class Objective(nn.Module):
         dev = x0.device
         vm = valid.unsqueeze(-1).float()
         losses, mu_c, mu_e = self.vae_losses(b)
-
-        # the decoupled prior: speech -> content code, rendered with an emotion code
-        c_hat = m.content_prior(b["audio"])
-        rendered = m.vae.decode(c_hat, mu_e.detach())
-        losses["prior"] = _masked_mse(c_hat, mu_c.detach(), vm) + _masked_mse(rendered, x0, vm) + \
-            self.face_losses(rendered, x0, vm)["lip_gap"]
+        losses["prior"], c_hat = self.prior_loss(b, mu_c, mu_e)
         style = m.style_encoder(b["ref"], b["ref_valid"])
         cond = denoiser_conditions(m, b, cfg, mu_e=mu_e, c_hat=c_hat, style=style)
 
