@@ -1,10 +1,10 @@
 """Disentangling a trained model's AD-VAE: a fixed emotion judge in the code-swap loss.
 
-Joint training (`train.py`) left the AD-VAE's decoder free to ignore the emotion code. The
-content code carried the clip's whole face, emotion included, and the swap loss was met by
-re-encoding alone: a swapped clip need only re-encode to the swapped-in code, which the decoder
-can hide in features nothing else looks at. The swap test (`controls_eval`) showed it: content
-of clip A with the emotion code of clip B decoded to A's emotion every time.
+Joint training (`train.py`) let the AD-VAE's content code carry the clip's emotion too, and
+the decoder followed it over the emotion code. The swap loss was met by re-encoding alone: a
+swapped clip need only re-encode to the swapped-in code, which the decoder can hide in
+features nothing else looks at. The swap test (`controls_eval`) showed it: content of clip A
+with the emotion code of clip B decoded to A's emotion every time.
 
 The fix works as a GAN's discriminator does, except that this one is trained first and then
 frozen, so the decoder cannot fool it by moving it:
@@ -37,6 +37,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import WindowSampler, load_split
+from .errors import LaliaError
 from .networks import ConvStack
 from .train import Objective, TrainConfig, _lr, _masked_mse
 
@@ -142,6 +143,9 @@ def disentangle(checkpoint, corpus, out, cfg: DisentangleConfig | None = None) -
     mean = np.array(manifest["norm_mean"], np.float32)
     std = np.array(manifest["norm_std"], np.float32)
     train_data, val_data = load_split(corpus, "train"), load_split(corpus, "val")
+    if not train_data.emotion.any() or not val_data.emotion.any():
+        raise LaliaError(f"{corpus} has no emotion labels (in its train or val split): the emotion judge "
+                         "learns from them, so this stage needs a labelled corpus")
     ids = {int(s): i for i, s in enumerate(manifest.get("identities", []))}
     sampler = WindowSampler(train_data, model.cfg.window, model.cfg.prev, mean, std, ids, seed=cfg.seed)
     val = WindowSampler(val_data, model.cfg.window, model.cfg.prev, mean, std, seed=1234)

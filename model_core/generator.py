@@ -288,8 +288,9 @@ class Generator:
                                         articulation_activity(values, self.channels))
         self.last_info.update(head_gain=round(head_gain, 3), articulation_gain=round(mouth_gain, 3))
         scale_articulation(values, self.channels, mouth_gain)
-        if hold_closures:
-            keep_closures(values, self.to_values(priors[1]), self.channels)  # after any change to the mouth
+        if hold_closures:  # after any change to the mouth; the words' mouth moves as much as the rest
+            content = scale_articulation(self.to_values(priors[1]), self.channels, mouth_gain)
+            keep_closures(values, content, self.channels)
         scale_brow_raises(scale_head(values, self.channels, head_gain), self.channels, float(brow_activity))
         add_brow_raises(values, self.channels, wav, self.fps, seed, float(brow_activity))
         return Motion(self.fps, self.channels, add_blinks(values, self.channels, wav, self.fps, seed, blink_rate))

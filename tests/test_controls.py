@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core.checkpoint import weights_sha256
+from model_core.checkpoint import DEFAULT_CHECKPOINT, weights_sha256
 from model_core.controls_eval import CLIP, EmotionClassifier, _blinks_per_minute, clip_features
 from model_core.animator import EMOTIONS
 from model_core.corpus import Corpus
@@ -31,11 +31,11 @@ def test_blink_counter():
     assert _blinks_per_minute(v) == pytest.approx(12.0)
 
 
-def _report(name):
+def _report(name, sha256=None):
     p = DOCS / name
     assert p.exists(), f"{p} missing: run `make model` (or the eval commands in the README)"
     r = json.loads(p.read_text())
-    assert r["checkpoint_sha256"] == weights_sha256(), f"{name} was measured on other weights: re-run it"
+    assert r["checkpoint_sha256"] == (sha256 or weights_sha256()), f"{name} was measured on other weights: re-run it"
     return r
 
 
@@ -50,8 +50,12 @@ def test_quality_report_is_for_the_shipped_model_and_meets_the_targets():
 
 
 def test_distillation_table_ships_the_fewest_step_fastest_student_within_five_percent():
+    """The table picked the student that ships; when it was adapted to a new AD-VAE afterwards
+    (`make disentangle`), the one it was adapted from."""
+    from model_core.checkpoint import read_manifest
     from model_core.distill import preference, within
-    t = _report("distillation.json")
+    last = read_manifest(DEFAULT_CHECKPOINT)["distillation"][-1]
+    t = _report("distillation.json", last["teacher_sha256"] if last["kind"] == "adapt" else None)
     rows = {row["checkpoint"]: row for row in t["rows"]}
     teacher, students = t["rows"][0], t["rows"][1:]
     assert len(students) >= 4 and {r["steps"] for r in students} >= {8, 4, 2, 1}
@@ -67,7 +71,7 @@ def test_distillation_table_ships_the_fewest_step_fastest_student_within_five_pe
 def test_controls_report_is_for_the_shipped_model():
     """The measured controls against issue 7's targets. Not met, and reported in the README
     rather than asserted: style-follows-reference r >= 0.8 for head motion, which is above the
-    corpus's own ceiling (the same speaker's other take), and the AD-VAE code swap."""
+    corpus's own ceiling (the same speaker's other take)."""
     r = _report("controls_default.json")
     words = r["emotion_keeps_words"]
     for e in EMOTIONS[1:]:
@@ -90,3 +94,5 @@ def test_controls_report_is_for_the_shipped_model():
     # a reference's head movement is followed about as far as the corpus allows
     assert s["head_motion_r"] >= 0.9 * s["corpus_ceiling"]["head_motion_r"]
     assert s["head_motion_r"] > s["model_alone"]["head_motion_r"] + 0.3
+    sw = r["vae_swap"]  # AD-VAE codes swapped between clips swap the emotion and keep the words
+    assert sw["emotion_of_b_recognised"] >= 0.9 and sw["mouth_corr_with_a"] >= 0.95
