@@ -99,7 +99,9 @@ disentangle: setup
 	$(MC) distill $(TEACHER) --corpus $(CORPUS) --steps 8 --adapt $(DIS)/vae.safetensors --iterations 600 \
 	  --half --out $(DIS)/teacher.safetensors
 	$(MC) distill $(DEFAULT_MODEL) --corpus $(CORPUS) --steps 1 --adapt $(DIS)/vae.safetensors --iterations 600 \
-	  --half --out $(DIS)/default.safetensors
+	  --half --out $(DIS)/default_600.safetensors
+	$(MC) distill $(DEFAULT_MODEL) --corpus $(CORPUS) --steps 1 --adapt $(DIS)/vae.safetensors --iterations 600 \
+	  --lr 5e-5 --init $(DIS)/default_600.safetensors --half --out $(DIS)/default.safetensors
 	cp $(DIS)/teacher.safetensors $(TEACHER) && cp $(DIS)/teacher.json $(TEACHER:.safetensors=.json)
 	cp $(DIS)/default.safetensors $(DEFAULT_MODEL) && cp $(DIS)/default.json $(DEFAULT_MODEL:.safetensors=.json)
 	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json

@@ -191,8 +191,16 @@ def _augment(audio: np.ndarray, rng) -> np.ndarray:
 
 
 # ---- building ---------------------------------------------------------------------------
+_job_input: dict = {}  # each worker's speakers and sentences by split, set once as it starts
+
+
+def _set_job_input(by_split: dict, sent_split: dict) -> None:
+    _job_input.update(speakers=by_split, sentences=sent_split)
+
+
 def _take_job(args):
-    index, seed, split, speakers, sentences = args
+    index, seed, split = args
+    speakers, sentences = _job_input["speakers"][split], _job_input["sentences"][split]
     rng = np.random.default_rng([seed, 2, index])
     spk = speakers[int(rng.integers(len(speakers)))]
     picks = [sentences[int(i)] for i in rng.choice(len(sentences), size=12, replace=False)]
@@ -222,24 +230,26 @@ def build_corpus(out: Path, hours: float, seed: int = 0, workers: int | None = N
     # depend on the order in which workers finish
     pattern = ["train"] * 8 + ["val", "test"]
 
-    def jobs():
-        i = 0
-        while not all(got[s] >= goal[s] for s in SPLITS):
-            i += 1
-            s = pattern[i % 10]
-            yield (i, seed, s, by_split[s], sent_split[s])
+    done = lambda: all(got[s] >= goal[s] for s in SPLITS)
 
-    # one take per worker process: espeak-ng's state then depends on the take alone
-    with ctx.Pool(workers, maxtasksperchild=1) as pool:
-        for split, take in pool.imap(_take_job, jobs(), chunksize=1):
-            if take is None or got[split] >= goal[split]:
-                continue
-            writers[split].add(take)
-            got[split] += len(take.audio) / SAMPLE_RATE
-            if progress:
-                progress(sum(got.values()) / (hours * 3600))
-            if all(got[s] >= goal[s] for s in SPLITS):
-                break
+    # One take per worker process: espeak-ng's state then depends on the take alone. The
+    # speakers and sentences reach the workers once, as they start (forked), and jobs go out
+    # in bounded batches of small tuples: an unbounded job stream with large arguments filled
+    # the pipe to the workers and could deadlock the pool's shutdown.
+    batch = 4 * workers
+    with ctx.Pool(workers, initializer=_set_job_input, initargs=(by_split, sent_split),
+                  maxtasksperchild=1) as pool:
+        first = 1
+        while not done():
+            jobs = [(i, seed, pattern[i % 10]) for i in range(first, first + batch)]
+            first += batch
+            for split, take in pool.imap(_take_job, jobs, chunksize=1):
+                if take is None or got[split] >= goal[split] or done():
+                    continue
+                writers[split].add(take)
+                got[split] += len(take.audio) / SAMPLE_RATE
+                if progress:
+                    progress(sum(got.values()) / (hours * 3600))
         pool.terminate()
     stats = {s: writers[s].close() for s in SPLITS}
     elapsed = time.time() - start

@@ -122,8 +122,9 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
     if guidance and fixed:
         raise LaliaError("this teacher was distilled at guidance 1; it has no guidance to distil")
     depth = layers is not None and layers != teacher.cfg.layers
-    if adapt is not None and (guidance or depth or init is not None):
-        raise LaliaError("an adaptation round keeps the teacher's shape and guidance; it takes no other option")
+    if adapt is not None and (guidance or depth):
+        raise LaliaError("an adaptation round keeps the teacher's shape and guidance; it takes no guidance or "
+                         "depth option")
     # a teacher that samples with classifier-free guidance keeps it: its adaptation sees the
     # conditions dropped as in training, so every guidance branch learns the new prior
     keeps_guidance = adapt is not None and not manifest.get("guidance_fixed", False) and not teacher.cfg.guidance_input
