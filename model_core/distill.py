@@ -16,7 +16,8 @@
    teacher gives from its old one, at the teacher's own timesteps.
 
 Each round starts from its teacher's weights and trains the denoiser only (the AD-VAE, content
-prior, style encoder and identities are the teacher's). Timesteps nest: `spaced_timesteps(N, k)`
+prior, style encoder and identities are the teacher's; an adaptation round's AD-VAE and content
+prior are the new ones). Timesteps nest: `spaced_timesteps(N, k)`
 is every other entry of `spaced_timesteps(N, 2k)`.
 
 `python -m model_core distill TEACHER --corpus DIR --out RUN/student.safetensors --steps K
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, weights_sha256
 from .dataset import WindowSampler, load_split
 from .diffusion import combine_incremental, cosine_schedule, spaced_timesteps
 from .errors import LaliaError
@@ -205,7 +206,6 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
         if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
             break
     rounds = list(manifest.get("distillation", []))
-    from .checkpoint import weights_sha256
     rounds.append({"kind": kind, "teacher": Path(teacher_path).name, "teacher_sha256": weights_sha256(teacher_path),
                    "layers": scfg.layers,
                    "init": Path(init).name if init else None, "adapt": Path(adapt).name if adapt else None,
@@ -330,7 +330,6 @@ def ship_choice(rows: list[dict], teacher_path, student_paths, table_path, out=N
         row["within_5pct_of_teacher"] = within(row, teacher)
     ok = [(preference(r), str(p)) for r, p in zip(rows[1:], student_paths) if r["within_5pct_of_teacher"]]
     chosen = min(ok)[1] if ok else None
-    from .checkpoint import weights_sha256
     table = {"rule": "fewest steps (then the fastest sampler to 0.1 s, then the lowest LVE) with LVE, bilabial "
                      "closure (synthetic, real, and under the 7 emotions at intensity 1) and emotion recognition "
                      "within 5% of the teacher's; the teacher itself when no student is",
