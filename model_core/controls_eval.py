@@ -237,22 +237,28 @@ def _style_follows_reference(gen, by_speaker: dict, vm: VertexMetrics, seed: int
                                "note": "the reference take against the same speaker's other take"}}
 
 
+def clear_emotion_windows(takes, length: int = 100, hop: int = 100, limit: int | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Motion windows (N x length x C) whose emotion holds throughout (neutral above 0.9, any
+    other above 0.6), with that emotion's index; stops after the take that reaches `limit`."""
+    clips, labels = [], []
+    for take in takes:
+        for s in range(0, len(take.emotion) - length, hop):
+            lo = take.emotion[s:s + length].min(0)
+            k = int(np.argmax(lo))
+            if lo[k] > (0.9 if k == 0 else 0.6):
+                clips.append(take.motion[s:s + length])
+                labels.append(k)
+        if limit and len(clips) >= limit:
+            break
+    return np.stack(clips), np.array(labels)
+
+
 @torch.inference_mode()
 def _swap_test(gen, corpus: Corpus, clf: EmotionClassifier, vm: VertexMetrics, n: int = 60) -> dict:
     """Pairs of test clips with different clear emotions: decode(content A, emotion B)."""
-    clips, labels = [], []
-    for take in corpus.takes("test"):
-        e = take.emotion
-        for s in range(0, len(e) - 100, 100):
-            lo = e[s:s + 100].min(0)
-            k = int(np.argmax(lo))
-            if lo[k] > (0.9 if k == 0 else 0.6):
-                clips.append(take.motion[s:s + 100])
-                labels.append(k)
-        if len(clips) >= 2 * n:
-            break
-    x = (torch.from_numpy(np.stack(clips)) - gen.mean) / gen.std
-    labels = np.array(labels)
+    clips, labels = clear_emotion_windows(corpus.takes("test"), limit=2 * n)
+    x = (torch.from_numpy(clips) - gen.mean) / gen.std
     mu_c, _, mu_e, _ = gen.model.vae.encode(x)
     perm = np.random.default_rng(0).permutation(len(x))
     pairs = [(a, b) for a, b in zip(range(len(x)), perm) if labels[a] != labels[b]][:n]

@@ -39,7 +39,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import WindowSampler, load_split
 from .errors import LaliaError
 from .networks import ConvStack
-from .train import Objective, TrainConfig, _lr, _masked_mse
+from .train import Objective, TrainConfig, _lr, _masked_mse, loss_weights, window_emotion
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ class EmotionJudge(nn.Module):
 
 def _emotion_target(b: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(B x 8 soft target: the window's mean intensities, normalised; B mask of labelled windows)."""
-    m = b["valid"].float().unsqueeze(-1)
-    mean = (b["emotion"] * m).sum(1) / m.sum(1).clamp(min=1)
+    mean = window_emotion(b["emotion"], b["valid"])
     known = b["emotion_known"] & (mean.sum(-1) > 1e-6)
     return mean / mean.sum(-1, keepdim=True).clamp(min=1e-6), known
 
@@ -125,7 +124,7 @@ def swap_losses(objective: Objective, judge: EmotionJudge, b: dict, mu_c: torch.
     m = both.float()
 
     def gap_about_mean(x):
-        g = objective.vertices.gap(x[..., :52] * objective.std[:52] + objective.mean[:52])
+        g = objective.vertices.gap(objective.arkit_weights(x))
         return g - (g * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
     out["keep_words"] = _masked_mse(gap_about_mean(swapped).unsqueeze(-1), gap_about_mean(x0).unsqueeze(-1),
                                     m.unsqueeze(-1)) / 10.0
@@ -163,10 +162,7 @@ def disentangle(checkpoint, corpus, out, cfg: DisentangleConfig | None = None) -
     for p in trained:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=0.01)
-    weights = {"vae": tcfg.w_vae, "vae_kl": tcfg.w_vae_kl, "content_nce": tcfg.w_content_nce,
-               "emotion_code": tcfg.w_emotion_code, "emotion_nce": tcfg.w_emotion_nce,
-               "adversary": tcfg.w_adversary, "swap": tcfg.w_swap, "prior": tcfg.w_prior,
-               "judge": cfg.w_judge, "keep_words": cfg.w_keep_words}
+    weights = {**loss_weights(tcfg), "judge": cfg.w_judge, "keep_words": cfg.w_keep_words}
     sched = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
     history, running = [], {}
     for step in range(cfg.steps):

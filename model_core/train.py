@@ -124,15 +124,32 @@ def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.T
     return (((a - b) ** 2) * mask).sum() / (mask.sum() * a.shape[-1]).clamp(min=1)
 
 
+def loss_weights(cfg: TrainConfig) -> dict[str, float]:
+    """Each training loss's weight in the total."""
+    return {"x0": 1.0, "vertex": cfg.w_vertex, "lip_gap": cfg.w_lip_gap, "velocity": cfg.w_velocity,
+            "smooth": cfg.w_smooth, "head": cfg.w_head, "boundary": cfg.w_boundary,
+            "style": cfg.w_style, "style_properties": cfg.w_style_properties,
+            "identity": cfg.w_identity, "vae": cfg.w_vae,
+            "vae_kl": cfg.w_vae_kl, "content_nce": cfg.w_content_nce,
+            "emotion_code": cfg.w_emotion_code, "emotion_nce": cfg.w_emotion_nce,
+            "adversary": cfg.w_adversary, "swap": cfg.w_swap, "prior": cfg.w_prior,
+            "voice_emotion": cfg.w_voice_emotion}
+
+
 def _kl(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp())
     return (kl * mask).sum() / (mask.sum() * mu.shape[-1]).clamp(min=1)
 
 
+def window_emotion(emotion: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """B x 8: each window's mean emotion intensities over its valid frames."""
+    m = valid.float().unsqueeze(-1)
+    return (emotion * m).sum(1) / m.sum(1).clamp(min=1)
+
+
 def _window_labels(emotion: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """One contrastive class per window: its dominant emotion x intensity (3 bins)."""
-    m = valid.float().unsqueeze(-1)
-    mean = (emotion * m).sum(1) / m.sum(1).clamp(min=1)
+    mean = window_emotion(emotion, valid)
     k = mean.argmax(-1)
     level = (mean.max(-1).values * 3).clamp(max=2.99).long()
     return k * 3 + level
@@ -187,13 +204,16 @@ class Objective(nn.Module):
         self.vertices = VertexBasis() if tuple(channels[:52]) == ARKIT_NAMES else None
         self.head_idx = [channels.index(n) for n in ("headPitch", "headYaw", "headRoll")]
 
+    def arkit_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised motion -> its 52 ARKit blendshape weights."""
+        return x[..., :52] * self.std[:52] + self.mean[:52]
+
     def face_losses(self, pred: torch.Tensor, x0: torch.Tensor, vm: torch.Tensor) -> dict:
         """Vertex (mm^2 / 10) and lip gap (mm^2 / 10, closed lips weighted 5x) on the bundled head."""
         if self.vertices is None:
             zero = pred.sum() * 0
             return {"vertex": zero, "lip_gap": zero}
-        w_pred = pred[..., :52] * self.std[:52] + self.mean[:52]
-        w_true = x0[..., :52] * self.std[:52] + self.mean[:52]
+        w_pred, w_true = self.arkit_weights(pred), self.arkit_weights(x0)
         dv = (self.vertices(w_pred) - self.vertices(w_true)).norm(dim=-1)
         gap_p, gap_t = self.vertices.gap(w_pred), self.vertices.gap(w_true)
         closed = 1.0 + 4.0 * (gap_t < 2.0).float()
@@ -290,14 +310,7 @@ class Objective(nn.Module):
             losses["identity"] = style.sum() * 0
         ve = m.voice_emotion(b["audio"])
         losses["voice_emotion"] = _masked_mse(ve, b["emotion"], b["emotion_known"].view(B, 1, 1).float() * vm)
-        weights = {"x0": 1.0, "vertex": cfg.w_vertex, "lip_gap": cfg.w_lip_gap, "velocity": cfg.w_velocity,
-                   "smooth": cfg.w_smooth, "head": cfg.w_head, "boundary": cfg.w_boundary,
-                   "style": cfg.w_style, "style_properties": cfg.w_style_properties,
-                   "identity": cfg.w_identity, "vae": cfg.w_vae,
-                   "vae_kl": cfg.w_vae_kl, "content_nce": cfg.w_content_nce,
-                   "emotion_code": cfg.w_emotion_code, "emotion_nce": cfg.w_emotion_nce,
-                   "adversary": cfg.w_adversary, "swap": cfg.w_swap, "prior": cfg.w_prior,
-                   "voice_emotion": cfg.w_voice_emotion}
+        weights = loss_weights(cfg)
         losses["total"] = sum(weights[k] * v for k, v in losses.items())
         return losses
 

@@ -1,6 +1,8 @@
 """Disentangling the AD-VAE with a fixed emotion judge, then adapting the denoisers to it: on a
 tiny model (what each step trains and keeps), and on the shipped model (its decoder renders
 the emotion code and keeps the words)."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -87,21 +89,6 @@ def test_swap_losses_need_the_emotion_code():
     assert all(p.grad is None for p in judge.parameters())  # the judge stays as trained
 
 
-def clear_emotion_windows(corpus_root, length: int = 100, hop: int = 50):
-    """Motion windows of every split whose emotion holds throughout, with their emotion index."""
-    from model_core.corpus import Corpus
-    clips, labels = [], []
-    for split in ("train", "val", "test"):
-        for take in Corpus(corpus_root).takes(split):
-            for s in range(0, len(take.emotion) - length, hop):
-                lo = take.emotion[s:s + length].min(0)
-                k = int(np.argmax(lo))
-                if lo[k] > (0.9 if k == 0 else 0.6):
-                    clips.append(take.motion[s:s + length])
-                    labels.append(k)
-    return np.stack(clips), np.array(labels)
-
-
 @torch.inference_mode()
 def test_shipped_vae_swaps_the_emotion_and_keeps_the_words(generator, tiny_corpus):
     """The shipped AD-VAE on corpus windows of different emotions: the content code of clip A
@@ -110,7 +97,11 @@ def test_shipped_vae_swaps_the_emotion_and_keeps_the_words(generator, tiny_corpu
     gap still follows A's words. Before the emotion-judge stage, every swap kept A's expression."""
     from model_core.amplitude import lip_gap
     from model_core.animator import _EMOTION_REST
-    clips, labels = clear_emotion_windows(tiny_corpus)
+    from model_core.controls_eval import clear_emotion_windows
+    from model_core.corpus import Corpus
+    corpus = Corpus(tiny_corpus)
+    clips, labels = clear_emotion_windows(itertools.chain(*(corpus.takes(s) for s in ("train", "val", "test"))),
+                                          hop=50)
     vae = generator.model.vae
     mu_c, _, mu_e, _ = vae.encode((torch.from_numpy(clips) - generator.mean) / generator.std)
     perm = np.random.default_rng(0).permutation(len(clips))
