@@ -7,11 +7,14 @@
 - Emotion is recognisable: an emotion classifier trained on the corpus's motion (train split,
   clips of 2 s) names the generated emotion on held-out takes; its confidence over intensity.
 - Style follows the reference: across held-out speakers, head-motion and articulation
-  amplitude of motion generated from one take's audio with another take of the same speaker
-  as the style reference, correlated with the reference's own amplitudes; as shipped, from the
-  model alone (no head or mouth matching), and the corpus's own ceiling.
+  amplitude of motion generated with one take of each speaker as the style reference,
+  correlated with the reference's own amplitudes: for the same words for every speaker, and
+  for the speaker's other take (beside the corpus's own ceiling there); as shipped, and from
+  the model alone (no head or mouth matching).
 - Sliders: each style slider from 0 to 2 in 5 steps, its property measured on the output, and
   on the corpus motion of 40 held-out takes.
+- Presets: each preset's described properties (its head motion, articulation, brows, smile,
+  mouth sides) against the average style's.
 - AD-VAE swap: content codes of one clip with the emotion codes of another decode to the
   second clip's emotion (classifier) and the first clip's mouth (lip-gap correlation).
 - Identity library: how often a clip of a training speaker is matched to that speaker.
@@ -23,7 +26,7 @@ import logging
 import numpy as np
 import torch
 
-from .amplitude import BROWS, resting_level
+from .amplitude import BROWS, resting_level, side_asymmetry
 from .animator import EMOTIONS
 from .corpus import Corpus
 from .evaluate import VertexMetrics, bilabial_closure
@@ -118,12 +121,27 @@ def _brow_raise(values: np.ndarray) -> float:
     return float((values[:, idx] - resting_level(values[:, idx])).mean())
 
 
-SLIDER_MEASURES = {
+def _smile(values: np.ndarray) -> float:
+    return float(values[:, [ARKIT_NAMES.index("mouthSmileLeft"), ARKIT_NAMES.index("mouthSmileRight")]].mean())
+
+
+# what the style controls are measured by on generated motion (the sliders are the first four)
+MEASURES = {
     "head_motion": ("head angle std (deg)", lambda v, vm: _amplitudes(v, vm)[0]),
     "expressiveness": ("lip gap std (mm)", lambda v, vm: _amplitudes(v, vm)[1]),
     "brow_activity": ("mean brow raise above rest", lambda v, vm: _brow_raise(v)),
     "blink_rate": ("blinks per minute", lambda v, vm: _blinks_per_minute(v)),
+    "smile": ("mean smile weight", lambda v, vm: _smile(v)),
+    "asymmetry": ("left minus right mouth movement, over both", lambda v, vm: side_asymmetry(v, ARKIT_NAMES)),
 }
+SLIDER_MEASURES = {k: MEASURES[k] for k in ("head_motion", "expressiveness", "brow_activity", "blink_rate")}
+# a preset's described speaker style field -> the measure that shows it (tempo and nod rhythm
+# have none here); a preset is as described when each moves from the average style's the
+# described way by at least PRESET_MIN_SHARE of its speakers' own difference (both as a share
+# of the average's value; for asymmetry, which is about 0 on average, as a difference)
+PRESET_MEASURES = {"articulation": "expressiveness", "head_amount": "head_motion",
+                   "brow_activity": "brow_activity", "smile_bias": "smile", "asymmetry": "asymmetry"}
+PRESET_MIN_SHARE = 1 / 3
 
 
 def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
@@ -183,10 +201,7 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
     report["emotion_confidence_by_intensity"] = {"levels": [0.25, 0.5, 0.75, 1.0], **curve}
 
     # ---- style follows the reference (held-out speakers)
-    by_speaker: dict[int, list] = {}
-    for take in corpus.takes("test"):
-        by_speaker.setdefault(take.speaker, []).append(take)
-    report["style_follows_reference"] = _style_follows_reference(gen, by_speaker, vm, seed)
+    report["style_follows_reference"] = _style_follows_reference(gen, corpus, vm, seed)
 
     # ---- sliders, beside the corpus's own amount (40 held-out takes: speakers vary a lot)
     held_out = [t for _, t in zip(range(40), corpus.takes("test"))]
@@ -202,39 +217,107 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
                          "monotonic": bool(np.all(d > 0)), "corpus": float(f"{corpus_value:.4g}")}
     report["sliders"] = sliders
 
+    report["presets"] = _presets(gen, corpus, test[:4], vm, seed)
+
     # ---- the AD-VAE's swap test and the identity library
     report["vae_swap"] = _swap_test(gen, corpus, clf, vm)
     report["identity_retrieval"] = _identity_retrieval(gen, corpus)
     return report
 
 
-def _style_follows_reference(gen, by_speaker: dict, vm: VertexMetrics, seed: int) -> dict:
-    """Per held-out speaker with two takes: the first take is the style reference, the second
-    take's audio and emotion are generated. Correlations over speakers of the reference's
-    amplitudes with the generated ones, as shipped (head and mouth movement matched to the
-    reference) and from the model alone; and the ceiling the corpus itself sets: the
-    reference's amplitudes against the second take's real ones (one speaker's takes differ by
-    their emotions and phrasing, so even the speaker's own motion doesn't reach r = 1)."""
-    from .motion import ARKIT_HEAD_LAYOUT, Motion
-    ref_amp, shipped, alone, real = [], [], [], []
-    for spk, ts in sorted(by_speaker.items()):
-        if len(ts) < 2:
-            continue
-        ref, tgt = ts[0], ts[1]
-        kw = dict(emotion=tgt.emotion, style=Motion(25.0, ARKIT_HEAD_LAYOUT, ref.motion), seed=seed)
-        shipped.append(_amplitudes(gen.generate(tgt.audio, **kw).values, vm))
-        alone.append(_amplitudes(gen.generate(tgt.audio, match_reference=False, **kw).values, vm))
-        ref_amp.append(_amplitudes(ref.motion, vm))
-        real.append(_amplitudes(tgt.motion, vm))
-    ra = np.array(ref_amp).reshape(-1, 2)
+def _style_follows_reference(gen, corpus: Corpus, vm: VertexMetrics, seed: int, words: int = 3) -> dict:
+    """Across held-out speakers, the amplitudes (head-angle spread, lip-gap spread) of motion
+    generated with one take as the style reference, correlated with the reference's own, as
+    shipped (head and mouth movement matched to the reference) and from the model alone.
 
-    def r(rows, j):
-        x = np.array(rows).reshape(-1, 2)
-        return round(float(np.corrcoef(ra[:, j], x[:, j])[0, 1]), 3) if len(ra) >= 3 else None
-    return {"speakers": len(ra), "head_motion_r": r(shipped, 0), "articulation_r": r(shipped, 1),
-            "model_alone": {"head_motion_r": r(alone, 0), "articulation_r": r(alone, 1)},
-            "corpus_ceiling": {"head_motion_r": r(real, 0), "articulation_r": r(real, 1),
-                               "note": "the reference take against the same speaker's other take"}}
+    - same words: every speaker's first take is the reference for the same `words` held-out
+      clips' audio (none a reference), all neutral, so only the reference differs between speakers. Also the
+      slope (generated amplitude per unit of the reference's: 1 gives the reference's amount
+      of movement) and the correlation with the speaker's labelled style (head amount,
+      articulation), beside the reference's own (one take shows its speaker's style this well).
+    - other take: a speaker's second take's audio and emotions with the first as the
+      reference, beside the ceiling the corpus sets: the first take against the second's real
+      motion (one speaker's takes differ by their emotions and phrasing, so even the speaker's
+      own motion doesn't reach r = 1)."""
+    from .animator import STYLE_FIELDS
+    from .motion import ARKIT_HEAD_LAYOUT, Motion
+    by_speaker: dict[int, list] = {}
+    for take in corpus.takes("test"):
+        by_speaker.setdefault(take.speaker, []).append(take)
+    speakers = sorted(by_speaker)
+    reference = {s: Motion(25.0, ARKIT_HEAD_LAYOUT, by_speaker[s][0].motion) for s in speakers}
+    ref_amp = np.array([_amplitudes(by_speaker[s][0].motion, vm) for s in speakers])
+
+    def amplitudes(audios, emotions, spk, **kw) -> np.ndarray:
+        return np.mean([_amplitudes(gen.generate(a, emotion=e, style=reference[spk], seed=seed, **kw).values, vm)
+                        for a, e in zip(audios, emotions)], axis=0)
+
+    def follow(ref: np.ndarray, out: np.ndarray, slope: bool = True) -> dict:
+        row = {}
+        for j, name in enumerate(("head_motion", "articulation")):
+            row[f"{name}_r"] = round(float(np.corrcoef(ref[:, j], out[:, j])[0, 1]), 3)
+            if slope:
+                row[f"{name}_slope"] = round(float(np.polyfit(ref[:, j], out[:, j], 1)[0]), 3)
+        return row
+
+    # same words: second takes, so no reference is among them
+    clips = [by_speaker[s][1] for s in speakers if len(by_speaker[s]) >= 2][:words]
+    audios, neutral = [t.audio for t in clips], [{"neutral": 1.0}] * len(clips)
+    shipped = np.array([amplitudes(audios, neutral, s) for s in speakers])
+    alone = np.array([amplitudes(audios, neutral, s, match_reference=False) for s in speakers])
+    label = np.array([[corpus.styles[s][STYLE_FIELDS.index(f)] for f in ("head_amount", "articulation")]
+                      for s in speakers])
+    same_words = {"speakers": len(speakers), "clips": len(clips),
+                  "shipped": follow(ref_amp, shipped), "model_alone": follow(ref_amp, alone),
+                  "with_speaker_style": {"shipped": follow(label, shipped, False),
+                                         "model_alone": follow(label, alone, False),
+                                         "reference_itself": follow(label, ref_amp, False)}}
+
+    # other take
+    two = [i for i, s in enumerate(speakers) if len(by_speaker[s]) >= 2]
+    second = {s: by_speaker[s][1] for s in (speakers[i] for i in two)}
+    shipped = np.array([amplitudes([t.audio], [t.emotion], s) for s, t in second.items()])
+    alone = np.array([amplitudes([t.audio], [t.emotion], s, match_reference=False) for s, t in second.items()])
+    real = np.array([_amplitudes(t.motion, vm) for t in second.values()])
+    other_take = {"speakers": len(two), "shipped": follow(ref_amp[two], shipped, False),
+                  "model_alone": follow(ref_amp[two], alone, False),
+                  "corpus_ceiling": {**follow(ref_amp[two], real, False),
+                                     "note": "the reference take against the same speaker's other take"}}
+    return {"same_words": same_words, "other_take": other_take}
+
+
+def _presets(gen, corpus: Corpus, takes, vm: VertexMetrics, seed: int) -> dict:
+    """Each shipped preset against the average style (neutral, on `takes`): how every property
+    its description names, where one measures it, changed, beside its speakers' own change
+    (their style labels against the mean training speaker's)."""
+    from .animator import STYLE_FIELDS
+    from .ship import PRESETS, preset_speakers
+    P = np.stack([corpus.styles[s["id"]] for s in corpus.manifest["speakers"] if s["split"] == "train"])
+
+    def measured(style) -> dict:
+        runs = [gen.generate(t.audio, emotion={"neutral": 1.0}, style=style, seed=seed).values for t in takes]
+        return {m: float(np.mean([MEASURES[m][1](v, vm) for v in runs])) for m in PRESET_MEASURES.values()}
+    average = measured("average")
+    out = {"takes": len(takes), "min_share_of_speakers_change": round(PRESET_MIN_SHARE, 3),
+           "measures": {m: MEASURES[m][0] for m in PRESET_MEASURES.values()},
+           "average": {m: float(f"{x:.4g}") for m, x in average.items()}, "presets": {}}
+    for name in sorted(gen.presets):
+        values = measured(name)
+        described = {}
+        for field, sign in PRESETS.get(name, ("", {}))[1].items():
+            m = PRESET_MEASURES.get(field)
+            if m is None:
+                continue
+            change = values[m] - average[m] if m == "asymmetry" else values[m] / average[m] - 1.0
+            label = P[:, STYLE_FIELDS.index(field)]
+            own = label[preset_speakers(P, PRESETS[name][1])].mean()
+            speakers = own - label.mean() if m == "asymmetry" else own / label.mean() - 1.0
+            described[m] = {"direction": "up" if sign > 0 else "down", "value": float(f"{values[m]:.4g}"),
+                            "change": round(float(change), 3), "speakers_change": round(float(speakers), 3),
+                            "as_described": bool(sign * change >= PRESET_MIN_SHARE * abs(speakers))}
+        out["presets"][name] = {"description": gen.preset_descriptions.get(name, ""), "described": described,
+                                "as_described": all(d["as_described"] for d in described.values())}
+    return out
 
 
 def clear_emotion_windows(takes, length: int = 100, hop: int = 100, limit: int | None = None

@@ -290,7 +290,7 @@ def within(row: dict, ref: dict, tolerance: float = 0.05) -> bool:
 
 def _style_space(teacher_path) -> dict:
     """The teacher's description of the style space (presets, slider directions, identity
-    styles). Students share its frozen style encoder and identity library, so a teacher
+    styles, the presets' and identities' amounts). Students share its frozen style encoder and identity library, so a teacher
     re-shipped after distillation passes its description on to them."""
     from .ship import STYLE_EXTRAS
     return {k: v for k, v in load_checkpoint(teacher_path)[2].items() if k.startswith(STYLE_EXTRAS)}

@@ -25,7 +25,7 @@ from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .diffusion import SAMPLERS, cosine_schedule, guided, spaced_timesteps
 from .errors import LaliaError
 from .amplitude import (articulation_activity, head_activity, reference_gain, scale_articulation,
-                        scale_brow_raises, scale_head, smooth_head)
+                        scale_brow_raises, scale_head, shift_sides, smooth_head)
 from .closures import keep_closures
 from .gestures import add_blinks, add_brow_raises
 from .motion import ARKIT_NAMES, Motion
@@ -83,6 +83,12 @@ class Generator:
         self.slider_info = manifest.get("style_sliders", {})
         # the style each identity stands for (set by `ship`); else the embeddings themselves
         self.identity_styles = extra["identity_styles"].float().to(device) if "identity_styles" in extra else None
+        # the head motion and brow activity each preset and identity stands for (set by `ship`;
+        # the denoiser hardly follows them from the style vector, so the amplitude layer sets them)
+        self.amount_names = tuple(manifest.get("style_amounts", ()))
+        self.preset_amounts = {k.split(".", 2)[2]: v.float().cpu() for k, v in extra.items()
+                               if k.startswith("amounts.preset.")}
+        self.identity_amounts = extra["amounts.identity"].float().cpu() if "amounts.identity" in extra else None
         self._encoder = encoder
         self.last_timings = Timings()
         self.last_info: dict = {}
@@ -101,30 +107,37 @@ class Generator:
             return self.identity_styles.mean(0)
         return self.model.identities.embeddings.mean(0) if self.cfg.n_identities else None
 
-    def style_vector(self, style, feats: torch.Tensor | None = None) -> torch.Tensor | None:
-        """The style condition: None or "auto" (match the audio to the identity library),
-        "average" (the mean identity), a preset name, a motion file (npz/csv/json), a Motion,
-        or a raw vector. Returns None for "no style condition" (models without identities)."""
+    def style_vector(self, style, feats: torch.Tensor | None = None) -> tuple[torch.Tensor | None, dict]:
+        """The style condition and the amounts it stands for. Style: None or "auto" (match the
+        audio to the identity library), "average" (the mean identity), a preset name, a motion
+        file (npz/csv/json), a Motion, or a raw vector. The vector is None for "no style
+        condition" (models without identities); the amounts ({"head_motion": 0.4, ...}, relative
+        to the average speaker) are those of a preset or of the matched identities, else empty."""
         if isinstance(style, str) and style.lower() in ("average", "none", ""):
-            return self.average_style()
+            return self.average_style(), {}
         if style is None or (isinstance(style, str) and style.lower() == "auto"):
             if feats is None or self.cfg.n_identities == 0:
-                return None
+                return None, {}
             vec, idx, w = self.model.identities.match(feats[None], values=self.identity_styles)
             ids = self.manifest.get("identities", [])
             self.last_info["identities"] = [
                 {"library_index": int(i), "speaker": ids[int(i)] if int(i) < len(ids) else None,
                  "weight": round(float(x), 3)} for i, x in zip(idx, w)]
-            return vec
+            amounts = ((w.cpu()[:, None] * self.identity_amounts[idx.cpu()]).sum(0)
+                       if self.identity_amounts is not None else None)
+            return vec, self._amounts(amounts)
         if isinstance(style, str) and style in self.presets:
-            return self.presets[style]
+            return self.presets[style], self._amounts(self.preset_amounts.get(style))
         reference = self.style_reference(style)
         if reference is not None:
-            return self.style_from_motion(reference)
+            return self.style_from_motion(reference), {}
         v = torch.as_tensor(np.asarray(style, np.float32), device=self.device)
         if v.shape != (self.cfg.style_dim,):
             raise LaliaError(f"A style vector must have {self.cfg.style_dim} values")
-        return v
+        return v, {}
+
+    def _amounts(self, values: torch.Tensor | None) -> dict:
+        return {} if values is None else {k: float(v) for k, v in zip(self.amount_names, values)}
 
     def style_reference(self, style) -> Motion | None:
         """The reference motion a style names (a Motion or a motion file), else None."""
@@ -209,8 +222,9 @@ class Generator:
             reference motion (npz/csv/Motion) or a style vector.
         head_motion, expressiveness, brow_activity: style sliders, 0..2 (1 = as the style is),
             each moving the style along its fitted direction; head_motion and brow_activity also
-            scale the head movement and the brow raises by their value (see `amplitude.py`), and
-            brow_activity sets the height of the eyebrow flashes on loud syllables (`gestures.py`).
+            scale the head movement and the brow raises by their value times the style's own
+            amount (a preset's or the matched identity's; see `amplitude.py`), and brow_activity
+            sets the height of the eyebrow flashes on loud syllables (`gestures.py`).
         blink_rate: 0..2 x the usual blink rate of the blink layer (see `gestures.py`).
         match_reference: with a motion reference as the style, give the generated head and mouth
             the reference's amount of movement (the denoiser alone follows it only in part).
@@ -226,7 +240,8 @@ class Generator:
         if not 0.0 <= float(blink_rate) <= 2.0:
             raise LaliaError(f"blink_rate must be between 0 and 2, got {blink_rate}")
         reference = self.style_reference(style)
-        style_vec = self.apply_style_sliders(self.style_vector(style if reference is None else reference, f), dict(
+        style_vec, amounts = self.style_vector(style if reference is None else reference, f)
+        style_vec = self.apply_style_sliders(style_vec, dict(
             head_motion=head_motion, expressiveness=expressiveness, brow_activity=brow_activity))
         defaults = self.manifest["sampler"]
         steps = int(steps or defaults["steps"])
@@ -280,19 +295,25 @@ class Generator:
         self.last_timings.sampler = time.perf_counter() - t0
         values = self.to_values(out)
         smooth_head(values, self.channels)
-        head_gain, mouth_gain = float(head_motion), 1.0
+        head_gain = float(head_motion) * amounts.get("head_motion", 1.0)
+        brow_gain = float(brow_activity) * amounts.get("brow_activity", 1.0)
+        mouth_gain = 1.0
         if reference is not None and match_reference:
             ref = reference.resample(self.fps)
             head_gain *= reference_gain(head_activity(ref.values, ref.channels), head_activity(values, self.channels))
             mouth_gain = reference_gain(articulation_activity(ref.values, ref.channels),
                                         articulation_activity(values, self.channels))
-        self.last_info.update(head_gain=round(head_gain, 3), articulation_gain=round(mouth_gain, 3))
-        scale_articulation(values, self.channels, mouth_gain)
+        asymmetry = amounts.get("asymmetry", 0.0)
+        self.last_info.update(head_gain=round(head_gain, 3), articulation_gain=round(mouth_gain, 3),
+                              brow_gain=round(brow_gain, 3), asymmetry=round(asymmetry, 3))
+
+        def shape_mouth(v: np.ndarray) -> np.ndarray:
+            return shift_sides(scale_articulation(v, self.channels, mouth_gain), self.channels, asymmetry)
+        shape_mouth(values)
         if hold_closures:  # after any change to the mouth; the words' mouth moves as much as the rest
-            content = scale_articulation(self.to_values(priors[1]), self.channels, mouth_gain)
-            keep_closures(values, content, self.channels)
-        scale_brow_raises(scale_head(values, self.channels, head_gain), self.channels, float(brow_activity))
-        add_brow_raises(values, self.channels, wav, self.fps, seed, float(brow_activity))
+            keep_closures(values, shape_mouth(self.to_values(priors[1])), self.channels)
+        scale_brow_raises(scale_head(values, self.channels, head_gain), self.channels, brow_gain)
+        add_brow_raises(values, self.channels, wav, self.fps, seed, brow_gain)
         return Motion(self.fps, self.channels, add_blinks(values, self.channels, wav, self.fps, seed, blink_rate))
 
     def to_values(self, x: torch.Tensor) -> np.ndarray:

@@ -33,7 +33,14 @@ PRESETS = {
 
 
 # the extra tensors that describe the style space (derived from the style encoder and the corpus)
-STYLE_EXTRAS = ("preset.", "slider.", "identity_styles")
+STYLE_EXTRAS = ("preset.", "slider.", "identity_styles", "amounts.")
+# amounts the denoiser hardly follows from a style vector (docs/controls_default.json: the model
+# alone's head motion doesn't correlate with the reference's, and its presets' head motion, brow
+# raises and mouth sides hardly differ), which the generator's amplitude layer sets instead:
+# name -> (the speaker style field a preset or identity has an amount of, and how it is given
+# relative to the mean training speaker: "ratio" for a scale, "offset" for a shift)
+AMOUNTS = {"head_motion": ("head_amount", "ratio"), "brow_activity": ("brow_activity", "ratio"),
+           "asymmetry": ("asymmetry", "offset")}
 # style slider -> the speaker style field it moves (blink rate sets the generator's blink layer)
 SLIDERS = {"head_motion": "head_amount", "expressiveness": "articulation", "brow_activity": "brow_activity"}
 
@@ -71,14 +78,39 @@ def identity_styles(V: np.ndarray, speakers: list[int], identities: list) -> tor
                                       for s in identities]).astype(np.float32))
 
 
-def style_presets(V: np.ndarray, P: np.ndarray, per_preset: int = 12) -> tuple[dict, dict]:
-    """Each preset: the mean style vector of the speakers most extreme in its direction."""
+def style_amounts(P: np.ndarray, rows) -> torch.Tensor:
+    """The AMOUNTS of the speakers at `rows` of P (their mean), relative to the mean training
+    speaker's: a ratio of 1 or an offset of 0 is the average speaker."""
+    out = []
+    for field, kind in AMOUNTS.values():
+        x = P[:, STYLE_FIELDS.index(field)]
+        out.append(x[rows].mean() / x.mean() if kind == "ratio" else x[rows].mean() - x.mean())
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def identity_amounts(P: np.ndarray, speakers: list[int], identities: list) -> torch.Tensor:
+    """Each library identity's AMOUNTS (its speaker's; the average's for one without clips here)."""
+    row = {int(s): i for i, s in enumerate(speakers)}
+    average = torch.tensor([1.0 if kind == "ratio" else 0.0 for _, kind in AMOUNTS.values()])
+    return torch.stack([style_amounts(P, [row[int(s)]]) if int(s) in row else average for s in identities])
+
+
+def preset_speakers(P: np.ndarray, dirs: dict, per_preset: int = 12) -> np.ndarray:
+    """Rows of P (speakers' style fields) most extreme in a preset's directions ({field: +-1},
+    summed z-scores)."""
     Z = (P - P.mean(0)) / (P.std(0) + 1e-9)
+    score = sum(sign * Z[:, STYLE_FIELDS.index(f)] for f, sign in dirs.items())
+    return np.argsort(-score)[:per_preset]
+
+
+def style_presets(V: np.ndarray, P: np.ndarray, per_preset: int = 12) -> tuple[dict, dict]:
+    """Each preset: the mean style vector of the speakers most extreme in its direction, and
+    their mean AMOUNTS."""
     tensors, descriptions = {}, {}
     for name, (desc, dirs) in PRESETS.items():
-        score = sum(sign * Z[:, STYLE_FIELDS.index(f)] for f, sign in dirs.items())
-        top = np.argsort(-score)[:per_preset]
+        top = preset_speakers(P, dirs, per_preset)
         tensors[f"preset.{name}"] = torch.from_numpy(V[top].mean(0))
+        tensors[f"amounts.preset.{name}"] = style_amounts(P, top)
         descriptions[name] = desc
     return tensors, descriptions
 
@@ -113,9 +145,12 @@ def ship(run_checkpoint, corpus, out: Path = DEFAULT_CHECKPOINT, extra_manifest:
     manifest = {k: v for k, v in manifest.items() if k not in ("train_state",)}
     manifest["style_presets"] = desc
     manifest["style_sliders"] = slider_info
+    manifest["style_amounts"] = list(AMOUNTS)
     manifest.update(extra_manifest or {})
     kept = {k: v for k, v in extra.items() if not k.startswith(STYLE_EXTRAS + ("optim.",))}
-    styles = {"identity_styles": identity_styles(V, speakers, manifest.get("identities", []))}
+    ids = manifest.get("identities", [])
+    styles = {"identity_styles": identity_styles(V, speakers, ids),
+              "amounts.identity": identity_amounts(P, speakers, ids)}
     path = save_checkpoint(out, model, manifest, extra={**kept, **presets, **sliders, **styles}, half=True)
     log.info("shipped %s (%.1f MB); slider fits %s", path, path.stat().st_size / 1e6, slider_info)
     return path

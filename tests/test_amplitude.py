@@ -78,3 +78,22 @@ def test_articulation_scales_above_the_resting_jaw():
     assert abs(articulation_activity(out, CH) / articulation_activity(v, CH) - 1.5) < 1e-3
     np.testing.assert_array_equal(out[:, brow], v[:, brow])
     assert articulation_activity(v[:, 52:], CH[52:]) is None
+
+
+def test_shift_sides_moves_one_side_more_and_side_asymmetry_measures_it():
+    """The mouth's left-side channels' movement above rest grows by the asymmetry and the right
+    side's shrinks by as much; a resting smile stays even; the measure reads the shift back."""
+    from model_core.amplitude import MOUTH_LEFT, MOUTH_RIGHT, shift_sides, side_asymmetry
+    T = 200
+    v = np.zeros((T, len(CH)), np.float32)
+    syllables = 0.2 * np.clip(np.sin(2 * np.pi * 4 * np.arange(T) / 25), 0, None)
+    left, right = [CH.index(n) for n in MOUTH_LEFT], [CH.index(n) for n in MOUTH_RIGHT]
+    v[:, left] = v[:, right] = 0.1 + syllables[:, None]  # a resting smile-like level of 0.1
+    assert "mouthLeft" not in MOUTH_LEFT and len(left) == len(right) > 4
+    assert abs(side_asymmetry(v, CH)) < 1e-6
+    out = shift_sides(v.copy(), CH, 0.25)
+    np.testing.assert_allclose(out[:, left], np.repeat(0.1 + 1.25 * syllables[:, None], len(left), 1), atol=1e-6)
+    np.testing.assert_allclose(out[:, right], np.repeat(0.1 + 0.75 * syllables[:, None], len(right), 1), atol=1e-6)
+    assert abs(side_asymmetry(out, CH) - 0.25) < 1e-3
+    assert side_asymmetry(shift_sides(v.copy(), CH, -0.2), CH) < -0.19
+    assert side_asymmetry(v[:, 52:], CH[52:]) is None

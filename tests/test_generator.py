@@ -91,6 +91,36 @@ def test_style_presets_reference_and_identity_match(generator, clip, tmp_path):
     assert np.abs(auto.values - base.values).mean() > 1e-4
 
 
+def test_presets_and_identities_bring_their_speakers_amounts(generator, clip):
+    """The denoiser hardly follows head motion, brow raises or mouth sides from a style vector;
+    a preset (or the identity the voice matches) brings its speakers' amounts, which the
+    amplitude layer sets: "calm" and "stoic" keep the head quieter than "animated", "stoic"
+    the brows stiller, and "lopsided" talks with one side."""
+    from model_core.amplitude import side_asymmetry
+    from model_core.controls_eval import MEASURES
+    from model_core.evaluate import VertexMetrics
+    vm = VertexMetrics()
+    runs, info = {}, {}
+    for style in ("average", "calm", "animated", "stoic", "lopsided"):
+        runs[style] = generator.generate(clip, seed=0, style=style).values
+        info[style] = dict(generator.last_info)
+    head = {k: MEASURES["head_motion"][1](v, vm) for k, v in runs.items()}
+    brows = {k: MEASURES["brow_activity"][1](v, vm) for k, v in runs.items()}
+    assert info["average"]["head_gain"] == 1.0 and info["average"]["asymmetry"] == 0.0
+    assert head["calm"] < 0.7 * head["average"] < 0.7 * head["animated"]
+    assert head["stoic"] < 0.7 * head["average"] and brows["stoic"] < 0.4 * brows["average"]
+    for style in ("calm", "animated", "stoic"):  # the gains are the preset's amounts
+        amounts = dict(zip(generator.amount_names, generator.preset_amounts[style].tolist()))
+        assert info[style]["head_gain"] == round(amounts["head_motion"], 3)
+        assert info[style]["brow_gain"] == round(amounts["brow_activity"], 3)
+    assert side_asymmetry(runs["lopsided"], generator.channels) > side_asymmetry(runs["average"], generator.channels) + 0.15
+    # no style: the matched identities' amounts, by their match weights
+    generator.generate(clip, seed=0)
+    ids = generator.last_info["identities"]
+    expected = sum(i["weight"] * generator.identity_amounts[i["library_index"], 0].item() for i in ids)
+    assert abs(generator.last_info["head_gain"] - expected) < 2e-3
+
+
 def _spoken(text: str):
     """A sentence through espeak-ng: (timed phones, frames at 25 fps), to animate as a reference."""
     from model_core.tts import synthesize

@@ -84,15 +84,39 @@ def controls():
                    f"{w[e]['model_alone']['closure_drop_pct']:+.1f}%", f"{w[e]['mouth_corr_with_neutral']:.3f}",
                    f"{w[e]['corr_drop_pct']:+.1f}%", f"{rec[e]:.0%}", " / ".join(f"{x:.2f}" for x in conf[e])]
                   for e in EMOTIONS])
-    s = r["style_follows_reference"]
-    alone, ceiling = s["model_alone"], s["corpus_ceiling"]
-    out += ["", f"Style follows the reference ({s['speakers']} held-out speakers; target r ≥ 0.8):", ""]
-    out += table(["correlation with the reference's", "head motion r", "articulation r"],
-                 [["shipped (head and mouth movement matched to the reference)", f"**{s['head_motion_r']}**",
-                   f"**{s['articulation_r']}**"],
-                  ["the model alone", alone["head_motion_r"], alone["articulation_r"]],
-                  ["ceiling: the same speaker's other take (real corpus motion)", ceiling["head_motion_r"],
-                   ceiling["articulation_r"]]])
+    same, other = r["style_follows_reference"]["same_words"], r["style_follows_reference"]["other_take"]
+    shipped, alone, label = same["shipped"], same["model_alone"], same["with_speaker_style"]
+    out += ["", f"Style follows the reference: {same['speakers']} held-out speakers, each one's first take the "
+            f"reference for the same {same['clips']} held-out clips' words (neutral); target r ≥ 0.8. The slope is "
+            "the generated amplitude per unit of the reference's (1: as much movement as the reference).", ""]
+    out += table(["", "head motion r", "slope", "articulation r", "slope",
+                  "r with the speaker's labelled style (head / articulation)"],
+                 [["shipped (head and mouth movement matched to the reference)", f"**{shipped['head_motion_r']}**",
+                   shipped["head_motion_slope"], f"**{shipped['articulation_r']}**", shipped["articulation_slope"],
+                   f"{label['shipped']['head_motion_r']} / {label['shipped']['articulation_r']}"],
+                  ["the model alone", alone["head_motion_r"], alone["head_motion_slope"], alone["articulation_r"],
+                   alone["articulation_slope"],
+                   f"{label['model_alone']['head_motion_r']} / {label['model_alone']['articulation_r']}"],
+                  ["the reference itself", "", "", "", "",
+                   f"{label['reference_itself']['head_motion_r']} / {label['reference_itself']['articulation_r']}"]])
+    ceiling = other["corpus_ceiling"]
+    out += ["", f"The same with each speaker's second take's words and emotions ({other['speakers']} speakers): "
+            f"head motion r {other['shipped']['head_motion_r']} (model alone {other['model_alone']['head_motion_r']}), "
+            f"articulation r {other['shipped']['articulation_r']} ({other['model_alone']['articulation_r']}); "
+            f"the corpus's own ceiling there, the second take's real motion: {ceiling['head_motion_r']} and "
+            f"{ceiling['articulation_r']}."]
+    pr = r["presets"]
+    rows = []
+    for name, p in pr["presets"].items():
+        for m, d in p["described"].items():
+            rows.append([name, f"{d['direction']}: {pr['measures'][m]}", f"{d['value']:g} (average {pr['average'][m]:g})",
+                         f"{d['change']:+.0%}" if m != "asymmetry" else f"{d['change']:+.3f}",
+                         f"{d['speakers_change']:+.0%}" if m != "asymmetry" else f"{d['speakers_change']:+.3f}",
+                         "yes" if d["as_described"] else "**no**"])
+    out += ["", f"Presets against the average style ({pr['takes']} held-out takes, neutral): each property its "
+            "description names, beside its speakers' own difference (their style labels); as described when it "
+            f"moves the described way by at least {pr['min_share_of_speakers_change']:.0%} of that.", ""]
+    out += table(["preset", "property", "measured", "change", "its speakers", "as described"], rows)
     out += [""] + table(["slider (0 → 2 in 5 steps)", "measured", "curve", "monotonic", "corpus motion (40 held-out takes)"],
                         [[name, v["measure"], " → ".join(f"{x:g}" for x in v["values"]),
                           "yes" if v["monotonic"] else "**no**", f"{v['corpus']:g}"] for name, v in r["sliders"].items()])
