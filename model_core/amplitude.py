@@ -15,7 +15,7 @@ are applied here, after sampling, where they cannot fail to act:
   head (RMS frame-to-frame rotation, which pose offsets barely touch);
 - brow raises (the brows above their resting level, which is what remains after removing
   every bump shorter than 2 s: the resting brow an emotion sets) are scaled by the Brow
-  activity slider;
+  activity slider and, with a motion reference, to the reference's mean brow raise;
 - with a motion reference, articulation (the jaw and lip channels above their resting level)
   is scaled so the lips open and close as fast as the reference's do (RMS frame-to-frame
   change of the inner lip gap): the model alone under-articulates a lively speaker's
@@ -64,6 +64,16 @@ def articulation_activity(values: np.ndarray, channels) -> float | None:
     if gap is None or len(values) < 3:
         return None
     return float(np.sqrt((np.diff(gap) ** 2).mean()))
+
+
+def brow_raise(values: np.ndarray, channels) -> float | None:
+    """Mean height of the brows above their resting level (an emotion's raised or lowered
+    resting brow doesn't count, only the raises on top); None without the brow channels."""
+    cols = _columns(tuple(channels), BROWS)
+    if len(cols) < len(BROWS) or len(values) < 3:
+        return None
+    x = values[:, cols]
+    return float((x - resting_level(x)).mean())
 
 
 def reference_gain(reference_activity: float | None, generated_activity: float | None) -> float:

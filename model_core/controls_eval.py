@@ -6,8 +6,8 @@
   the model alone (without `closures.keep_closures`).
 - Emotion is recognisable: an emotion classifier trained on the corpus's motion (train split,
   clips of 2 s) names the generated emotion on held-out takes; its confidence over intensity.
-- Style follows the reference: across held-out speakers, head-motion and articulation
-  amplitude of motion generated with one take of each speaker as the style reference,
+- Style follows the reference: across held-out speakers, head-motion, articulation and brow
+  raise amplitude of motion generated with one take of each speaker as the style reference,
   correlated with the reference's own amplitudes: for the same words for every speaker, and
   for the speaker's other take (beside the corpus's own ceiling there); as shipped, and from
   the model alone (no head or mouth matching).
@@ -26,7 +26,7 @@ import logging
 import numpy as np
 import torch
 
-from .amplitude import BROWS, resting_level, side_asymmetry
+from .amplitude import brow_raise, side_asymmetry
 from .animator import EMOTIONS
 from .corpus import Corpus
 from .evaluate import VertexMetrics, bilabial_closure
@@ -102,23 +102,17 @@ def emotion_renditions(gen, test_takes, clf: EmotionClassifier, vm: VertexMetric
     return out
 
 
-def _amplitudes(values: np.ndarray, vm: VertexMetrics) -> tuple[float, float]:
+def _amplitudes(values: np.ndarray, vm: VertexMetrics) -> tuple[float, float, float]:
     """(head-motion amplitude: mean std of the head angles in degrees, articulation: std of
-    the lip gap in mm)."""
-    return float(np.degrees(values[:, 52:55]).std(0).mean()), float(vm.gap(values).std())
+    the lip gap in mm, brow activity: mean brow raise above rest)."""
+    return (float(np.degrees(values[:, 52:55]).std(0).mean()), float(vm.gap(values).std()),
+            brow_raise(values, ARKIT_NAMES))
 
 
 def _blinks_per_minute(values: np.ndarray, fps: float = 25.0) -> float:
     b = values[:, ARKIT_NAMES.index("eyeBlinkLeft")] > 0.5
     onsets = b & ~np.concatenate([[False], b[:-1]])  # a blink already on at frame 0 counts too
     return float(onsets.sum() / (len(b) / fps / 60))
-
-
-def _brow_raise(values: np.ndarray) -> float:
-    """Mean height of the brows above their resting level (so an emotion's raised or lowered
-    resting brow doesn't count, only the raises on top)."""
-    idx = [ARKIT_NAMES.index(n) for n in BROWS]
-    return float((values[:, idx] - resting_level(values[:, idx])).mean())
 
 
 def _smile(values: np.ndarray) -> float:
@@ -129,7 +123,7 @@ def _smile(values: np.ndarray) -> float:
 MEASURES = {
     "head_motion": ("head angle std (deg)", lambda v, vm: _amplitudes(v, vm)[0]),
     "expressiveness": ("lip gap std (mm)", lambda v, vm: _amplitudes(v, vm)[1]),
-    "brow_activity": ("mean brow raise above rest", lambda v, vm: _brow_raise(v)),
+    "brow_activity": ("mean brow raise above rest", lambda v, vm: brow_raise(v, ARKIT_NAMES)),
     "blink_rate": ("blinks per minute", lambda v, vm: _blinks_per_minute(v)),
     "smile": ("mean smile weight", lambda v, vm: _smile(v)),
     "asymmetry": ("left minus right mouth movement, over both", lambda v, vm: side_asymmetry(v, ARKIT_NAMES)),
@@ -226,7 +220,7 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
 
 
 def _style_follows_reference(gen, corpus: Corpus, vm: VertexMetrics, seed: int, words: int = 3) -> dict:
-    """Across held-out speakers, the amplitudes (head-angle spread, lip-gap spread) of motion
+    """Across held-out speakers, the amplitudes (head-angle spread, lip-gap spread, brow raise) of motion
     generated with one take as the style reference, correlated with the reference's own, as
     shipped (head and mouth movement matched to the reference) and from the model alone.
 
@@ -254,7 +248,7 @@ def _style_follows_reference(gen, corpus: Corpus, vm: VertexMetrics, seed: int, 
 
     def follow(ref: np.ndarray, out: np.ndarray, slope: bool = True) -> dict:
         row = {}
-        for j, name in enumerate(("head_motion", "articulation")):
+        for j, name in enumerate(("head_motion", "articulation", "brow_activity")):
             row[f"{name}_r"] = round(float(np.corrcoef(ref[:, j], out[:, j])[0, 1]), 3)
             if slope:
                 row[f"{name}_slope"] = round(float(np.polyfit(ref[:, j], out[:, j], 1)[0]), 3)
@@ -265,7 +259,7 @@ def _style_follows_reference(gen, corpus: Corpus, vm: VertexMetrics, seed: int, 
     audios, neutral = [t.audio for t in clips], [{"neutral": 1.0}] * len(clips)
     shipped = np.array([amplitudes(audios, neutral, s) for s in speakers])
     alone = np.array([amplitudes(audios, neutral, s, match_reference=False) for s in speakers])
-    label = np.array([[corpus.styles[s][STYLE_FIELDS.index(f)] for f in ("head_amount", "articulation")]
+    label = np.array([[corpus.styles[s][STYLE_FIELDS.index(f)] for f in ("head_amount", "articulation", "brow_activity")]
                       for s in speakers])
     same_words = {"speakers": len(speakers), "clips": len(clips),
                   "shipped": follow(ref_amp, shipped), "model_alone": follow(ref_amp, alone),

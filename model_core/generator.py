@@ -24,7 +24,7 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .diffusion import SAMPLERS, cosine_schedule, guided, spaced_timesteps
 from .errors import LaliaError
-from .amplitude import (articulation_activity, head_activity, reference_gain, scale_articulation,
+from .amplitude import (articulation_activity, brow_raise, head_activity, reference_gain, scale_articulation,
                         scale_brow_raises, scale_head, shift_sides, smooth_head)
 from .closures import keep_closures
 from .gestures import add_blinks, add_brow_raises
@@ -226,8 +226,8 @@ class Generator:
             amount (a preset's or the matched identity's; see `amplitude.py`), and brow_activity
             sets the height of the eyebrow flashes on loud syllables (`gestures.py`).
         blink_rate: 0..2 x the usual blink rate of the blink layer (see `gestures.py`).
-        match_reference: with a motion reference as the style, give the generated head and mouth
-            the reference's amount of movement (the denoiser alone follows it only in part).
+        match_reference: with a motion reference as the style, give the generated head, mouth and
+            brows the reference's amount of movement (the denoiser alone follows it only in part).
         hold_closures: close the lips wherever the words' neutral mouth closes them briefly, so no
             emotion opens a /p b m/ (see `closures.py`); off gives the model's mouth alone.
         """
@@ -303,6 +303,9 @@ class Generator:
             head_gain *= reference_gain(head_activity(ref.values, ref.channels), head_activity(values, self.channels))
             mouth_gain = reference_gain(articulation_activity(ref.values, ref.channels),
                                         articulation_activity(values, self.channels))
+            # the brows' raises are mostly the gesture layer's: measure them as they'd be at 1
+            at_one = add_brow_raises(values.copy(), self.channels, wav, self.fps, seed, 1.0)
+            brow_gain *= reference_gain(brow_raise(ref.values, ref.channels), brow_raise(at_one, self.channels))
         asymmetry = amounts.get("asymmetry", 0.0)
         self.last_info.update(head_gain=round(head_gain, 3), articulation_gain=round(mouth_gain, 3),
                               brow_gain=round(brow_gain, 3), asymmetry=round(asymmetry, 3))

@@ -89,11 +89,12 @@ def test_controls_report_is_for_the_shipped_model():
     assert head[0] < 0.05 * head[2] and head[4] > 1.8 * head[2]  # 0: a still head; 2: twice the movement
     for name in ("brow_activity", "blink_rate"):  # at 1, about the corpus's own amount
         assert 0.5 < sliders[name]["values"][2] / sliders[name]["corpus"] < 2.0, name
-    # the same words with each held-out speaker's take as the reference: head motion and
-    # articulation follow the reference's (r >= 0.8), about as much of it (slope near 1)
+    # the same words with each held-out speaker's take as the reference: head motion,
+    # articulation and brow raises follow the reference's (r >= 0.8), about as much of it
+    # (slope near 1)
     same = r["style_follows_reference"]["same_words"]
     shipped, alone = same["shipped"], same["model_alone"]
-    for name in ("head_motion", "articulation"):
+    for name in ("head_motion", "articulation", "brow_activity"):
         assert shipped[f"{name}_r"] >= 0.8, name
         assert 0.7 <= shipped[f"{name}_slope"] <= 1.3, name
     assert shipped["head_motion_r"] > alone["head_motion_r"] + 0.5     # the denoiser alone: not at all

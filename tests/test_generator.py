@@ -190,6 +190,25 @@ def test_a_reference_sets_how_much_the_mouth_moves(generator, clip):
         assert off[True] < 0.1 and off[True] < off[False], (amount, off)
 
 
+def test_a_reference_sets_how_high_the_brows_rise(generator, clip, tiny_corpus):
+    """Corpus takes with the stillest and the liveliest brows as references: the generated brows
+    rise about as high on average as the reference's, closer than without matching. (Brows that
+    never move say nothing: a rig without brow animation reads the same, so the gain stays 1.)"""
+    from model_core.amplitude import brow_raise
+    from model_core.corpus import Corpus
+    takes = sorted((t for split in ("train", "test") for t in Corpus(tiny_corpus).takes(split)
+                    if brow_raise(t.motion, ARKIT_HEAD_LAYOUT) > 1e-4),
+                   key=lambda t: brow_raise(t.motion, ARKIT_HEAD_LAYOUT))
+    got = {}
+    for name, take in (("stillest", takes[0]), ("liveliest", takes[-1])):
+        ref = Motion(25.0, ARKIT_HEAD_LAYOUT, take.motion)
+        target = brow_raise(ref.values, ref.channels)
+        got[name] = {match: brow_raise(generator.generate(clip, seed=0, style=ref, match_reference=match).values,
+                                       ARKIT_HEAD_LAYOUT) / target for match in (True, False)}
+    for name, g in got.items():
+        assert abs(g[True] - 1) < 0.15 and abs(g[True] - 1) < abs(g[False] - 1), got
+
+
 def test_blink_rate_sets_the_blink_layer(generator, sample_audio):
     """Blinks at about the corpus's rate, more with the slider, none added at 0; the rest of
     the face is untouched."""

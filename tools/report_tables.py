@@ -88,23 +88,25 @@ def controls():
     shipped, alone, label = same["shipped"], same["model_alone"], same["with_speaker_style"]
     out += ["", f"Style follows the reference: {same['speakers']} held-out speakers, each one's first take the "
             f"reference for the same {same['clips']} held-out clips' words (neutral); target r ≥ 0.8. The slope is "
-            "the generated amplitude per unit of the reference's (1: as much movement as the reference).", ""]
-    out += table(["", "head motion r", "slope", "articulation r", "slope",
-                  "r with the speaker's labelled style (head / articulation)"],
-                 [["shipped (head and mouth movement matched to the reference)", f"**{shipped['head_motion_r']}**",
-                   shipped["head_motion_slope"], f"**{shipped['articulation_r']}**", shipped["articulation_slope"],
-                   f"{label['shipped']['head_motion_r']} / {label['shipped']['articulation_r']}"],
-                  ["the model alone", alone["head_motion_r"], alone["head_motion_slope"], alone["articulation_r"],
-                   alone["articulation_slope"],
-                   f"{label['model_alone']['head_motion_r']} / {label['model_alone']['articulation_r']}"],
-                  ["the reference itself", "", "", "", "",
-                   f"{label['reference_itself']['head_motion_r']} / {label['reference_itself']['articulation_r']}"]])
+            "the generated amplitude per unit of the reference's (1: as much movement as the reference); the last "
+            "column correlates with the speaker's labelled style instead (head amount, articulation, brow activity).", ""]
+    names = ("head_motion", "articulation", "brow_activity")
+    labelled = lambda row: " / ".join(str(row[f"{n}_r"]) for n in names)
+    out += table(["", "head motion r", "slope", "articulation r", "slope", "brow raise r", "slope",
+                  "r with the labelled style"],
+                 [["shipped (head, mouth and brow movement matched to the reference)"]
+                  + [x for n in names for x in (f"**{shipped[f'{n}_r']}**", shipped[f"{n}_slope"])]
+                  + [labelled(label["shipped"])],
+                  ["the model alone"] + [x for n in names for x in (alone[f"{n}_r"], alone[f"{n}_slope"])]
+                  + [labelled(label["model_alone"])],
+                  ["the reference itself"] + [""] * 6 + [labelled(label["reference_itself"])]])
     ceiling = other["corpus_ceiling"]
     out += ["", f"The same with each speaker's second take's words and emotions ({other['speakers']} speakers): "
             f"head motion r {other['shipped']['head_motion_r']} (model alone {other['model_alone']['head_motion_r']}), "
-            f"articulation r {other['shipped']['articulation_r']} ({other['model_alone']['articulation_r']}); "
-            f"the corpus's own ceiling there, the second take's real motion: {ceiling['head_motion_r']} and "
-            f"{ceiling['articulation_r']}."]
+            f"articulation r {other['shipped']['articulation_r']} ({other['model_alone']['articulation_r']}), "
+            f"brow raise r {other['shipped']['brow_activity_r']} ({other['model_alone']['brow_activity_r']}); "
+            f"the corpus's own ceiling there, the second take's real motion: {ceiling['head_motion_r']}, "
+            f"{ceiling['articulation_r']} and {ceiling['brow_activity_r']}."]
     pr = r["presets"]
     rows = []
     for name, p in pr["presets"].items():
