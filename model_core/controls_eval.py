@@ -220,15 +220,16 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
 
 
 def _style_follows_reference(gen, corpus: Corpus, vm: VertexMetrics, seed: int, words: int = 3) -> dict:
-    """Across held-out speakers, the amplitudes (head-angle spread, lip-gap spread, brow raise) of motion
-    generated with one take as the style reference, correlated with the reference's own, as
-    shipped (head and mouth movement matched to the reference) and from the model alone.
+    """Across held-out speakers, the amplitudes (head-angle spread, lip-gap spread, brow raise)
+    of motion generated with one take as the style reference, correlated with the reference's
+    own, as shipped (head, mouth and brows matched to the reference) and from the model alone.
 
     - same words: every speaker's first take is the reference for the same `words` held-out
-      clips' audio (none a reference), all neutral, so only the reference differs between speakers. Also the
-      slope (generated amplitude per unit of the reference's: 1 gives the reference's amount
-      of movement) and the correlation with the speaker's labelled style (head amount,
-      articulation), beside the reference's own (one take shows its speaker's style this well).
+      clips' audio (none a reference), all neutral, so only the reference differs between
+      speakers. Also the slope (generated amplitude per unit of the reference's: 1 gives the
+      reference's amount of movement) and the correlation with the speaker's labelled style
+      (head amount, articulation, brow activity), beside the reference's own (one take shows
+      its speaker's style this well).
     - other take: a speaker's second take's audio and emotions with the first as the
       reference, beside the ceiling the corpus sets: the first take against the second's real
       motion (one speaker's takes differ by their emotions and phrasing, so even the speaker's
@@ -295,20 +296,22 @@ def _presets(gen, corpus: Corpus, takes, vm: VertexMetrics, seed: int) -> dict:
     out = {"takes": len(takes), "min_share_of_speakers_change": round(PRESET_MIN_SHARE, 3),
            "measures": {m: MEASURES[m][0] for m in PRESET_MEASURES.values()},
            "average": {m: float(f"{x:.4g}") for m, x in average.items()}, "presets": {}}
+    def change(x: float, base: float, m: str) -> float:
+        return x - base if m == "asymmetry" else x / base - 1.0
     for name in sorted(gen.presets):
         values = measured(name)
+        dirs = PRESETS.get(name, ("", {}))[1]
+        top = preset_speakers(P, dirs)
         described = {}
-        for field, sign in PRESETS.get(name, ("", {}))[1].items():
+        for field, sign in dirs.items():
             m = PRESET_MEASURES.get(field)
             if m is None:
                 continue
-            change = values[m] - average[m] if m == "asymmetry" else values[m] / average[m] - 1.0
             label = P[:, STYLE_FIELDS.index(field)]
-            own = label[preset_speakers(P, PRESETS[name][1])].mean()
-            speakers = own - label.mean() if m == "asymmetry" else own / label.mean() - 1.0
+            ours, speakers = change(values[m], average[m], m), change(label[top].mean(), label.mean(), m)
             described[m] = {"direction": "up" if sign > 0 else "down", "value": float(f"{values[m]:.4g}"),
-                            "change": round(float(change), 3), "speakers_change": round(float(speakers), 3),
-                            "as_described": bool(sign * change >= PRESET_MIN_SHARE * abs(speakers))}
+                            "change": round(float(ours), 3), "speakers_change": round(float(speakers), 3),
+                            "as_described": bool(sign * ours >= PRESET_MIN_SHARE * abs(speakers))}
         out["presets"][name] = {"description": gen.preset_descriptions.get(name, ""), "described": described,
                                 "as_described": all(d["as_described"] for d in described.values())}
     return out

@@ -83,8 +83,8 @@ class Generator:
         self.slider_info = manifest.get("style_sliders", {})
         # the style each identity stands for (set by `ship`); else the embeddings themselves
         self.identity_styles = extra["identity_styles"].float().to(device) if "identity_styles" in extra else None
-        # the head motion and brow activity each preset and identity stands for (set by `ship`;
-        # the denoiser hardly follows them from the style vector, so the amplitude layer sets them)
+        # the amounts (`ship.AMOUNTS`: head motion, brow activity, mouth sides) each preset and
+        # identity stands for; the denoiser hardly follows them, so the amplitude layer sets them
         self.amount_names = tuple(manifest.get("style_amounts", ()))
         self.preset_amounts = {k.split(".", 2)[2]: v.float().cpu() for k, v in extra.items()
                                if k.startswith("amounts.preset.")}

@@ -73,9 +73,16 @@ def identity_styles(V: np.ndarray, speakers: list[int], identities: list) -> tor
     point of training's pull of the identity toward that speaker's style codes). The trained
     embeddings stay the keys the voice is matched against; these are the values it returns.
     An identity without clips here gets the mean style."""
+    return per_identity(torch.from_numpy(V.astype(np.float32)), speakers, identities,
+                        torch.from_numpy(V.mean(0).astype(np.float32)))
+
+
+def per_identity(by_speaker: torch.Tensor, speakers: list[int], identities: list, missing: torch.Tensor
+                 ) -> torch.Tensor:
+    """Rows of `by_speaker` (one per entry of `speakers`) in library order; `missing` for an
+    identity whose speaker has no row."""
     row = {int(s): i for i, s in enumerate(speakers)}
-    return torch.from_numpy(np.stack([V[row[int(s)]] if int(s) in row else V.mean(0)
-                                      for s in identities]).astype(np.float32))
+    return torch.stack([by_speaker[row[int(s)]] if int(s) in row else missing for s in identities])
 
 
 def style_amounts(P: np.ndarray, rows) -> torch.Tensor:
@@ -90,9 +97,8 @@ def style_amounts(P: np.ndarray, rows) -> torch.Tensor:
 
 def identity_amounts(P: np.ndarray, speakers: list[int], identities: list) -> torch.Tensor:
     """Each library identity's AMOUNTS (its speaker's; the average's for one without clips here)."""
-    row = {int(s): i for i, s in enumerate(speakers)}
     average = torch.tensor([1.0 if kind == "ratio" else 0.0 for _, kind in AMOUNTS.values()])
-    return torch.stack([style_amounts(P, [row[int(s)]]) if int(s) in row else average for s in identities])
+    return per_identity(torch.stack([style_amounts(P, [i]) for i in range(len(P))]), speakers, identities, average)
 
 
 def preset_speakers(P: np.ndarray, dirs: dict, per_preset: int = 12) -> np.ndarray:
