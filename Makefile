@@ -60,8 +60,8 @@ corpus: setup
 	PYTHONPATH=. $(PY) -m model_core features $(CORPUS)
 
 model: corpus
-	PYTHONPATH=. $(PY) -m model_core train model_core/configs/default.toml --fresh
-	PYTHONPATH=. $(PY) -m model_core train model_core/configs/default_finetune.toml --fresh
+	PYTHONPATH=. $(PY) -m model_core train model_core/training/configs/default.toml --fresh
+	PYTHONPATH=. $(PY) -m model_core train model_core/training/configs/default_finetune.toml --fresh
 	$(MC) ship runs/default_finetune/final.safetensors --corpus $(CORPUS) --out $(TEACHER)
 	$(MAKE) distill
 	$(MAKE) disentangle

@@ -4,8 +4,8 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from .model_core.head import load_head
-from .model_core.motion import ARKIT_NAMES
+from .model_core.base.head import load_head
+from .model_core.base.motion import ARKIT_NAMES
 
 
 def build_demo_head(context, name: str = "Lalia Head"):

@@ -11,7 +11,7 @@ def generator(checkpoint: str | None = None):
     """The model (the bundled default, or a checkpoint file), loaded once per file."""
     with _lock:
         if checkpoint not in _generators:
-            from .model_core.generator import load_generator
+            from .model_core.inference.generator import load_generator
             _generators[checkpoint] = load_generator(checkpoint)
         return _generators[checkpoint]
 
@@ -19,7 +19,7 @@ def generator(checkpoint: str | None = None):
 def preset_descriptions() -> dict:
     """Style presets of the default model (read from its manifest, without loading torch)."""
     try:
-        from .model_core.checkpoint import DEFAULT_CHECKPOINT, read_manifest
+        from .model_core.model.checkpoint import DEFAULT_CHECKPOINT, read_manifest
         return dict(read_manifest(DEFAULT_CHECKPOINT).get("style_presets", {}))
     except Exception:  # a broken install shows no presets; Generate reports the real error
         return {}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from .model_core.errors import LaliaError
-from .model_core.flame import FLAME_TO_BLENDER, JOINTS, FlameModel, FlameRigData, flame_to_blender
+from .model_core.base.errors import LaliaError
+from .model_core.retarget.flame import FLAME_TO_BLENDER, JOINTS, FlameModel, FlameRigData, flame_to_blender
 
 SLIDER_RANGE = 10.0
 RETARGET_PROP = "lalia_flame_retarget"
@@ -138,7 +138,7 @@ def rig_data(obj, armature) -> FlameRigData:
 def cached_retarget(obj, armature) -> dict:
     """The 52 x N ARKit -> FLAME retarget for this rig, computed once and kept on the mesh
     (recomputed when the Exp keys change in number)."""
-    from .model_core.flame import retarget_arkit
+    from .model_core.retarget.flame import retarget_arkit
     n = len(exp_keys(obj))
     cached = obj.get(RETARGET_PROP)
     if cached is not None and int(cached.get("n_exp", -1)) == n:
@@ -153,6 +153,6 @@ def cached_retarget(obj, armature) -> dict:
 
 def flame_axis_angle_to_armature(aa_flame: np.ndarray) -> np.ndarray:
     """FLAME axis-angle rotations (T x 3, FLAME axes) -> rotation matrices in armature axes."""
-    from .model_core.flame import axis_angle_to_matrix
+    from .model_core.retarget.flame import axis_angle_to_matrix
     M = FLAME_TO_BLENDER
     return M @ axis_angle_to_matrix(aa_flame) @ M.T

@@ -18,8 +18,15 @@ from bpy.props import EnumProperty, StringProperty
 from . import engine
 from .flame_rig import cached_retarget, is_flame_rig
 from .properties import emotion_dict
-from .rig import (add_sound_strip, apply_motion, find_armature, find_arkit_shape_keys,
-                  guess_head_bone, remove_generation, sequencer_strips)
+from .rig import (
+    add_sound_strip,
+    apply_motion,
+    find_arkit_shape_keys,
+    find_armature,
+    guess_head_bone,
+    remove_generation,
+    sequencer_strips,
+)
 
 
 def _error(op, e: Exception):
@@ -29,7 +36,7 @@ def _error(op, e: Exception):
 
 def _audio_path(context) -> str:
     s = context.scene.lalia
-    from .model_core.errors import LaliaError
+    from .model_core.base.errors import LaliaError
     if s.audio_source == "STRIP":
         se = context.scene.sequence_editor
         strips = [] if se is None else list(sequencer_strips(se, all_strips=True))
@@ -59,7 +66,7 @@ def _checkpoint_path(context) -> str | None:
 def _target(context):
     """The face mesh to animate: the active object, or the mesh under a selected armature.
     It needs ARKit-named shape keys or FLAME Exp keys."""
-    from .model_core.errors import LaliaError
+    from .model_core.base.errors import LaliaError
     obj = context.active_object
     if obj is None:
         raise LaliaError("Select the face mesh (ARKit shape keys or a FLAME head) first")
@@ -80,8 +87,8 @@ def _target(context):
 def motion_for_rig(motion, obj, armature):
     """Fit the generated motion to the rig: ARKit motion on a FLAME head goes through the
     rig's ARKit -> FLAME retarget (computed once, kept on the mesh)."""
-    from .model_core.errors import LaliaError
-    from .model_core.flame import arkit_to_flame
+    from .model_core.base.errors import LaliaError
+    from .model_core.retarget.flame import arkit_to_flame
     flame_motion = any(c.startswith("Exp") for c in motion.channels)
     if is_flame_rig(obj) and not find_arkit_shape_keys(obj) and not flame_motion:
         return arkit_to_flame(motion, cached_retarget(obj, armature))
@@ -92,7 +99,7 @@ def motion_for_rig(motion, obj, armature):
 
 def _style(context):
     s = context.scene.lalia
-    from .model_core.errors import LaliaError
+    from .model_core.base.errors import LaliaError
     if s.style_preset == "AUTO":
         return "auto"
     if s.style_preset == "NONE":
@@ -109,8 +116,9 @@ def _style(context):
 def _motion_from_action(context, action_name):
     """Sample an existing shape-key action on an ARKit rig into a Motion (style reference)."""
     import numpy as np
-    from .model_core.errors import LaliaError
-    from .model_core.motion import ARKIT_NAMES, Motion, canonical_arkit_name
+
+    from .model_core.base.errors import LaliaError
+    from .model_core.base.motion import ARKIT_NAMES, Motion, canonical_arkit_name
     act = bpy.data.actions.get(action_name)
     if act is None:
         raise LaliaError(f"No action named '{action_name}'")
@@ -169,8 +177,8 @@ class LALIA_OT_import_flame_head(bpy.types.Operator):
 
     def execute(self, context):
         from .flame_rig import build_flame_head
-        from .model_core.errors import LaliaError
-        from .model_core.flame import load_flame
+        from .model_core.base.errors import LaliaError
+        from .model_core.retarget.flame import load_flame
         try:
             if not self.filepath:
                 raise LaliaError("Choose your FLAME model file (generic_model.pkl, FLAME 2023 or .npz)")
@@ -227,7 +235,7 @@ class LALIA_OT_generate(bpy.types.Operator):
         self.report({"INFO"}, f"Generated {s.status}")
 
     def execute(self, context):
-        from .model_core.errors import LaliaError
+        from .model_core.base.errors import LaliaError
         try:
             obj, arm, bone, audio, kwargs = self._gather(context)
             motion = engine.generator(_checkpoint_path(context)).generate(audio, **kwargs)
@@ -239,7 +247,7 @@ class LALIA_OT_generate(bpy.types.Operator):
     def invoke(self, context, event):
         if bpy.app.background:
             return self.execute(context)
-        from .model_core.errors import LaliaError
+        from .model_core.base.errors import LaliaError
         try:
             self._args = self._gather(context)
         except LaliaError as e:
@@ -320,7 +328,7 @@ class LALIA_OT_export_fbx(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
-        from .model_core.errors import LaliaError
+        from .model_core.base.errors import LaliaError
         try:
             obj = _target(context)
         except LaliaError as e:
@@ -363,8 +371,9 @@ class LALIA_OT_export_csv(bpy.types.Operator):
 
     def execute(self, context):
         import numpy as np
-        from .model_core.errors import LaliaError
-        from .model_core.motion import ARKIT_HEAD_LAYOUT, ARKIT_NAMES, Motion
+
+        from .model_core.base.errors import LaliaError
+        from .model_core.base.motion import ARKIT_HEAD_LAYOUT, ARKIT_NAMES, Motion
         try:
             obj = _target(context)
             if not self.filepath:

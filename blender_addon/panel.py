@@ -1,8 +1,8 @@
 """The sidebar panel (3D View > Sidebar > Lalia)."""
 import bpy
 
-from .properties import EMOTIONS
 from .flame_rig import exp_keys
+from .properties import EMOTIONS
 from .rig import find_arkit_shape_keys, find_armature, guess_head_bone
 
 
@@ -14,7 +14,7 @@ class LALIA_PT_main(bpy.types.Panel):
     bl_category = "Lalia"
 
     def draw(self, context):
-        from .model_core.motion import ARKIT_NAMES
+        from .model_core.base.motion import ARKIT_NAMES
         s = context.scene.lalia
         col = self.layout.column()
         row = col.row()

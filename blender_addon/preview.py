@@ -7,7 +7,6 @@ from pathlib import Path
 import bpy
 from mathutils import Vector
 
-
 FOCUS = {"face": 0.58, "mouth": 0.7}  # how far down the head's height the view is centred
 
 

@@ -1,7 +1,6 @@
 """Settings at `scene.lalia` (scriptable: every panel control is one of these)."""
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt")
 STYLE_PRESETS = [("AUTO", "Match voice", "The talking identity from the library that best matches the voice"),

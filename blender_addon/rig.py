@@ -11,11 +11,18 @@ import math
 import bpy
 import numpy as np
 
-from .model_core.errors import LaliaError
 from .flame_rig import flame_axis_angle_to_armature
-from .model_core.flame import FLAME_TO_BLENDER
-from .model_core.motion import (ARKIT_NAMES, EYE_ROTATION_NAMES, HEAD_ROTATION_NAMES, JAW_ROTATION_NAMES,
-                                Motion, canonical_arkit_name, head_rotation_matrices)
+from .model_core.base.errors import LaliaError
+from .model_core.base.motion import (
+    ARKIT_NAMES,
+    EYE_ROTATION_NAMES,
+    HEAD_ROTATION_NAMES,
+    JAW_ROTATION_NAMES,
+    Motion,
+    canonical_arkit_name,
+    head_rotation_matrices,
+)
+from .model_core.retarget.flame import FLAME_TO_BLENDER
 
 HEAD_BONE_GUESSES = ("head", "Head", "DEF-head", "mixamorig:Head", "ORG-head", "head.x", "Head_M",
                      "neck", "Neck")

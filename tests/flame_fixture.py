@@ -33,9 +33,10 @@ class _FakeCh:
 
 
 def flame_dict(n_exp: int = 100, n_shape: int = 300, seed: int = 0, with_posedirs: bool = True) -> dict:
-    from model_core.head import load_head
-    from model_core.motion import ARKIT_NAMES
     import scipy.sparse as sp
+
+    from model_core.base.head import load_head
+    from model_core.base.motion import ARKIT_NAMES
     h = load_head()
     keep = np.nonzero(h.part <= 1)[0]  # skin and eyes (FLAME has eyeballs, no teeth or tongue)
     remap = -np.ones(len(h.vertices), np.int64)

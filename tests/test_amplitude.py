@@ -2,9 +2,18 @@
 and articulation scaled above their resting level, the reference gain."""
 import numpy as np
 
-from model_core.amplitude import (BROWS, HEAD, articulation_activity, head_activity, reference_gain,
-                                  resting_level, scale_articulation, scale_brow_raises, scale_head)
-from model_core.motion import ARKIT_HEAD_LAYOUT
+from model_core.base.motion import ARKIT_HEAD_LAYOUT
+from model_core.inference.amplitude import (
+    BROWS,
+    HEAD,
+    articulation_activity,
+    head_activity,
+    reference_gain,
+    resting_level,
+    scale_articulation,
+    scale_brow_raises,
+    scale_head,
+)
 
 CH = ARKIT_HEAD_LAYOUT
 
@@ -83,7 +92,7 @@ def test_articulation_scales_above_the_resting_jaw():
 def test_shift_sides_moves_one_side_more_and_side_asymmetry_measures_it():
     """The mouth's left-side channels' movement above rest grows by the asymmetry and the right
     side's shrinks by as much; a resting smile stays even; the measure reads the shift back."""
-    from model_core.amplitude import MOUTH_LEFT, MOUTH_RIGHT, shift_sides, side_asymmetry
+    from model_core.inference.amplitude import MOUTH_LEFT, MOUTH_RIGHT, shift_sides, side_asymmetry
     T = 200
     v = np.zeros((T, len(CH)), np.float32)
     syllables = 0.2 * np.clip(np.sin(2 * np.pi * 4 * np.arange(T) / 25), 0, None)

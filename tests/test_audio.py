@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from model_core.audio import load_audio
-from model_core.errors import LaliaError
+from model_core.base.audio import load_audio
+from model_core.base.errors import LaliaError
 
 
 @pytest.mark.parametrize("fmt,sr,channels", [("wav", 44100, 2), ("flac", 22050, 1), ("ogg", 48000, 1),
                                              ("wav", 8000, 1)])
 def test_formats_rates_and_channels(tmp_path, sample_audio, fmt, sr, channels):
-    from model_core.audio import resample
+    from model_core.base.audio import resample
     x = resample(sample_audio[: 3 * 16000], 16000, sr)
     data = np.stack([x] * channels, 1) if channels > 1 else x
     p = tmp_path / f"a.{fmt}"

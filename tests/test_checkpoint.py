@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from model_core.checkpoint import FORMAT_VERSION, load_checkpoint, manifest_path, read_manifest, save_checkpoint
-from model_core.errors import LaliaError
-from model_core.networks import LaliaModel, ModelConfig
+from model_core.base.errors import LaliaError
+from model_core.model.checkpoint import FORMAT_VERSION, load_checkpoint, manifest_path, read_manifest, save_checkpoint
+from model_core.model.networks import LaliaModel, ModelConfig
 
 CFG = dict(d_model=32, layers=1, heads=2, ffn=64, window=20, prev=4, style_dim=16, style_layers=1)
 

@@ -1,11 +1,18 @@
-"""Lips the words close stay closed under any emotion (model_core.closures): the brief closures
+"""Lips the words close stay closed under any emotion (model_core.inference.closures): the brief closures
 found on plain arrays, the blend confined to the articulation channels, and the shipped model
 holding the neutral rendition's closures when surprised or disgusted."""
 import numpy as np
 import pytest
 
-from model_core.closures import ARTICULATION, CLOSED_MM, brief_closures, closure_weights, keep_closures, lip_gap
-from model_core.motion import ARKIT_HEAD_LAYOUT as CH
+from model_core.base.motion import ARKIT_HEAD_LAYOUT as CH
+from model_core.inference.closures import (
+    ARTICULATION,
+    CLOSED_MM,
+    brief_closures,
+    closure_weights,
+    keep_closures,
+    lip_gap,
+)
 
 JAW, SMILE = CH.index("jawOpen"), CH.index("mouthSmileLeft")
 

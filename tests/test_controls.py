@@ -1,4 +1,4 @@
-"""The control measurements (model_core.controls_eval) and the committed reports of the shipped
+"""The control measurements (model_core.evaluation.controls) and the committed reports of the shipped
 model: they must describe the weights that ship (sha256) and they are checked against the
 targets of the issues they answer."""
 import json
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core.checkpoint import DEFAULT_CHECKPOINT, weights_sha256
-from model_core.controls_eval import CLIP, EmotionClassifier, _blinks_per_minute, clip_features
-from model_core.animator import EMOTIONS
-from model_core.corpus import Corpus
-from model_core.motion import ARKIT_NAMES
+from model_core.base.motion import ARKIT_NAMES
+from model_core.base.vocabulary import EMOTIONS
+from model_core.data.corpus import Corpus
+from model_core.evaluation.controls import CLIP, EmotionClassifier, _blinks_per_minute, clip_features
+from model_core.model.checkpoint import DEFAULT_CHECKPOINT, weights_sha256
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -52,8 +52,8 @@ def test_quality_report_is_for_the_shipped_model_and_meets_the_targets():
 def test_distillation_table_ships_the_fewest_step_fastest_student_within_five_percent():
     """The table picked the student that ships; when it was adapted to a new AD-VAE afterwards
     (`make disentangle`), the one it was adapted from."""
-    from model_core.checkpoint import read_manifest
-    from model_core.distill import preference, within
+    from model_core.model.checkpoint import read_manifest
+    from model_core.training.distill import preference, within
     last = read_manifest(DEFAULT_CHECKPOINT)["distillation"][-1]
     t = _report("distillation.json", last["teacher_sha256"] if last["kind"] == "adapt" else None)
     rows = {row["checkpoint"]: row for row in t["rows"]}

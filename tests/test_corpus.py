@@ -2,15 +2,16 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import build_corpus_cli
-from model_core.animator import EMOTIONS, Style, animate, emotion_prosody, frame_energy
-from model_core.head import load_head
-from model_core.corpus import HOP, Corpus, Speaker, build_corpus, make_speakers, make_take, stable_split
-from model_core.errors import LaliaError
-from model_core.motion import ARKIT_INDEX
-from model_core.sentences import load_sentences
-from model_core.tts import PHONE_SET, synthesize
+
+from model_core.base.errors import LaliaError
+from model_core.base.head import load_head
+from model_core.base.signals import frame_energy
+from model_core.base.vocabulary import EMOTIONS
+from model_core.data.animator import Style, animate, emotion_prosody
+from model_core.data.corpus import HOP, Corpus, Speaker, build_corpus, make_speakers, make_take, stable_split
+from model_core.data.sentences import load_sentences
+from model_core.data.tts import PHONE_SET, synthesize
 
 ESPEAK = {"engine": "espeak", "name": "en-us+m3", "rate": 160, "pitch": 50, "range": 50}
 FLITE = {"engine": "flite", "name": "slt", "stretch": 1.0, "f0": 170.0, "f0_std": 20.0}

@@ -1,6 +1,6 @@
 import torch
 
-from model_core.diffusion import cosine_schedule, guided, sample_ddim, sample_ddpm, spaced_timesteps
+from model_core.model.diffusion import cosine_schedule, guided, sample_ddim, sample_ddpm, spaced_timesteps
 
 
 def test_cosine_schedule_is_monotone_from_clean_to_noise():

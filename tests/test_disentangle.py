@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_core.errors import LaliaError
+from model_core.base.errors import LaliaError
 
 
 def _changed(a: torch.nn.Module, b: torch.nn.Module) -> set[str]:
@@ -17,11 +17,11 @@ def _changed(a: torch.nn.Module, b: torch.nn.Module) -> set[str]:
 
 def test_disentangle_trains_the_vae_only_and_adapt_moves_the_denoiser(tmp_path, tiny_corpus, train_config,
                                                                       sample_audio):
-    from model_core.checkpoint import load_checkpoint
-    from model_core.disentangle import DisentangleConfig, disentangle
-    from model_core.distill import DistillConfig, distill
-    from model_core.generator import Generator
-    from model_core.train import train
+    from model_core.inference.generator import Generator
+    from model_core.model.checkpoint import load_checkpoint
+    from model_core.training.disentangle import DisentangleConfig, disentangle
+    from model_core.training.distill import DistillConfig, distill
+    from model_core.training.train import train
     teacher = train(train_config(tiny_corpus, 2))
     out = disentangle(teacher, tiny_corpus, tmp_path / "d.safetensors",
                       DisentangleConfig(judge_steps=3, judge_batch=4, steps=3, batch=4, threads=1))
@@ -53,8 +53,9 @@ def test_disentangle_refuses_a_corpus_without_emotion_labels(tmp_path, tiny_corp
     """Real data comes without emotion labels (zeros): the judge could learn nothing, so the
     stage says so instead of training on an empty loss."""
     import shutil
-    from model_core.disentangle import disentangle
-    from model_core.train import train
+
+    from model_core.training.disentangle import disentangle
+    from model_core.training.train import train
     teacher = train(train_config(tiny_corpus, 1))
     bare = tmp_path / "bare"
     shutil.copytree(tiny_corpus, bare)
@@ -71,9 +72,9 @@ def test_disentangle_refuses_a_corpus_without_emotion_labels(tmp_path, tiny_corp
 def test_swap_losses_need_the_emotion_code():
     """A decoder that ignores the emotion code shows the judge clip A's emotion, not B's: the
     judge loss is what a decoder that renders the code can lower."""
-    from model_core.disentangle import EmotionJudge, swap_losses
-    from model_core.networks import LaliaModel, ModelConfig
-    from model_core.train import Objective, TrainConfig
+    from model_core.model.networks import LaliaModel, ModelConfig
+    from model_core.training.disentangle import EmotionJudge, swap_losses
+    from model_core.training.train import Objective, TrainConfig
     torch.manual_seed(0)
     model = LaliaModel(ModelConfig(d_model=32, layers=1, heads=2, ffn=64, style_dim=16, vae_hidden=16,
                                    n_identities=2))
@@ -95,10 +96,10 @@ def test_shipped_vae_swaps_the_emotion_and_keeps_the_words(generator, tiny_corpu
     decoded with the emotion code of clip B makes B's expression (its mean over the window on
     the channels the corpus's emotions use is nearer B's reconstruction than A's), and the lip
     gap still follows A's words. Before the emotion-judge stage, every swap kept A's expression."""
-    from model_core.amplitude import lip_gap
-    from model_core.animator import _EMOTION_REST
-    from model_core.controls_eval import clear_emotion_windows
-    from model_core.corpus import Corpus
+    from model_core.data.animator import _EMOTION_REST
+    from model_core.data.corpus import Corpus
+    from model_core.evaluation.controls import clear_emotion_windows
+    from model_core.inference.amplitude import lip_gap
     corpus = Corpus(tiny_corpus)
     clips, labels = clear_emotion_windows(itertools.chain(*(corpus.takes(s) for s in ("train", "val", "test"))),
                                           hop=50)

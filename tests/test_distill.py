@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from model_core.diffusion import cosine_schedule, spaced_timesteps
-from model_core.distill import DistillConfig, _ddim_step, _guided_x0, _teacher_target, distill, within
-from model_core.errors import LaliaError
-from model_core.networks import LaliaModel, ModelConfig
+from model_core.base.errors import LaliaError
+from model_core.model.diffusion import cosine_schedule, spaced_timesteps
+from model_core.model.networks import LaliaModel, ModelConfig
+from model_core.training.distill import DistillConfig, _ddim_step, _guided_x0, _teacher_target, distill, within
 
 CFG = dict(d_model=32, layers=1, heads=2, ffn=64, window=20, prev=4, style_dim=16, style_layers=1,
            vae_hidden=16, content_dim=8, emotion_dim=4, n_identities=3)
@@ -70,9 +70,9 @@ def test_guided_teacher_target_is_incremental_guidance():
 
 
 def test_rounds_make_working_students(tmp_path, tiny_corpus, sample_audio, train_config):
-    from model_core.generator import Generator
-    from model_core.checkpoint import load_checkpoint
-    from model_core.train import train
+    from model_core.inference.generator import Generator
+    from model_core.model.checkpoint import load_checkpoint
+    from model_core.training.train import train
     teacher = train(train_config(tiny_corpus, 2))
     dc = DistillConfig(steps=2, batch=4, threads=1)
     g = distill(teacher, tiny_corpus, tmp_path / "g2.safetensors", 2, guidance=True, cfg=dc)
@@ -90,9 +90,9 @@ def test_rounds_make_working_students(tmp_path, tiny_corpus, sample_audio, train
 def test_progressive_round_at_guidance_one(tmp_path, tiny_corpus, sample_audio, train_config):
     """Straight from the guided teacher: the student halves the steps of its one fully
     conditioned branch and refuses guidance scales it was never taught."""
-    from model_core.generator import Generator
-    from model_core.checkpoint import load_checkpoint
-    from model_core.train import train
+    from model_core.inference.generator import Generator
+    from model_core.model.checkpoint import load_checkpoint
+    from model_core.training.train import train
     teacher = train(train_config(tiny_corpus, 2, "fixed"))
     dc = DistillConfig(steps=2, batch=4, threads=1)
     s1 = distill(teacher, tiny_corpus, tmp_path / "s1.safetensors", 1, cfg=dc)
@@ -120,8 +120,8 @@ def test_within_five_percent_rule():
 
 def test_depth_round_starts_from_evenly_spaced_teacher_layers():
     """A 2-layer student of a 4-layer teacher starts as its layers 0 and 3, the rest copied."""
-    from model_core.distill import _depth_init
-    from model_core.networks import LaliaModel, ModelConfig
+    from model_core.model.networks import LaliaModel, ModelConfig
+    from model_core.training.distill import _depth_init
     small = dict(d_model=32, heads=2, ffn=64, style_dim=16, vae_hidden=32, n_identities=3)
     teacher, student = LaliaModel(ModelConfig(layers=4, **small)), LaliaModel(ModelConfig(layers=2, **small))
     _depth_init(student, teacher)

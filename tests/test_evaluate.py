@@ -1,8 +1,13 @@
 import numpy as np
 
-from model_core.evaluate import (VertexMetrics, beat_alignment, bilabial_closure, boundary_ratio,
-                                 sync_offset_ms)
-from model_core.motion import ARKIT_INDEX
+from model_core.base.motion import ARKIT_INDEX
+from model_core.evaluation.evaluate import (
+    VertexMetrics,
+    beat_alignment,
+    bilabial_closure,
+    boundary_ratio,
+    sync_offset_ms,
+)
 
 
 def _mouth(T=200, period=10):
@@ -52,7 +57,7 @@ def test_beat_alignment_range():
 
 
 def test_bench_counts_diffposetalk_passes():
-    from model_core.bench import diffposetalk_sampler_seconds
+    from model_core.evaluation.bench import diffposetalk_sampler_seconds
     d = diffposetalk_sampler_seconds(250, sample_passes=1)
     assert d["windows"] == 3 and d["passes"] == 1500 and d["seconds_per_pass"] > 0
     assert 30 < d["params_M"] < 60  # the published size (~34M) plus our conditioning inputs

@@ -5,12 +5,20 @@ import pickle
 
 import numpy as np
 import pytest
-
 from flame_fixture import flame_dict, write_flame_pickle
-from model_core.errors import LaliaError
-from model_core.flame import (load_flame, load_landmark_embedding, pseudo_flame_from_head, retarget_arkit,
-                              rig_data_from_flame, rig_vertices, arkit_to_flame, validate_retarget)
-from model_core.motion import ARKIT_NAMES, Motion, flame_layout
+
+from model_core.base.errors import LaliaError
+from model_core.base.motion import ARKIT_NAMES, Motion, flame_layout
+from model_core.retarget.flame import (
+    arkit_to_flame,
+    load_flame,
+    load_landmark_embedding,
+    pseudo_flame_from_head,
+    retarget_arkit,
+    rig_data_from_flame,
+    rig_vertices,
+    validate_retarget,
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +114,8 @@ def test_landmark_embeddings(tmp_path, flame_pkl):
 @pytest.fixture(scope="module")
 def speech_motion():
     """The procedural animator saying a sentence, happy: 'ground truth' ARKit motion."""
-    from model_core.animator import Style, animate
-    from model_core.tts import synthesize
+    from model_core.data.animator import Style, animate
+    from model_core.data.tts import synthesize
     u = synthesize("Maybe the brown fox will jump over the lazy dog today.",
                    {"engine": "espeak", "name": "en-us", "rate": 160, "pitch": 50, "range": 50},
                    {"pitch": 1.0, "range": 1.0, "rate": 1.0})

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core.errors import LaliaError
-from model_core.motion import ARKIT_HEAD_LAYOUT, Motion
+from model_core.base.errors import LaliaError
+from model_core.base.motion import ARKIT_HEAD_LAYOUT, Motion
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def test_mouth_follows_speech(generator, clip):
 
 
 def test_window_boundaries_do_not_jump(generator, clip):
-    from model_core.evaluate import _joins, boundary_ratio
+    from model_core.evaluation.evaluate import _joins, boundary_ratio
     m = generator.generate(clip)
     assert boundary_ratio(m.values, _joins(generator, m.num_frames)) < 1.5
 
@@ -96,9 +96,9 @@ def test_presets_and_identities_bring_their_speakers_amounts(generator, clip):
     a preset (or the identity the voice matches) brings its speakers' amounts, which the
     amplitude layer sets: "calm" and "stoic" keep the head quieter than "animated", "stoic"
     the brows stiller, and "lopsided" talks with one side."""
-    from model_core.amplitude import side_asymmetry
-    from model_core.controls_eval import MEASURES
-    from model_core.evaluate import VertexMetrics
+    from model_core.evaluation.controls import MEASURES
+    from model_core.evaluation.evaluate import VertexMetrics
+    from model_core.inference.amplitude import side_asymmetry
     vm = VertexMetrics()
     runs, info = {}, {}
     for style in ("average", "calm", "animated", "stoic", "lopsided"):
@@ -123,7 +123,7 @@ def test_presets_and_identities_bring_their_speakers_amounts(generator, clip):
 
 def _spoken(text: str):
     """A sentence through espeak-ng: (timed phones, frames at 25 fps), to animate as a reference."""
-    from model_core.tts import synthesize
+    from model_core.data.tts import synthesize
     u = synthesize(text, {"engine": "espeak", "name": "en-us", "rate": 160, "pitch": 50, "range": 50},
                    {"pitch": 1.0, "range": 1.0, "rate": 1.0})
     return u.phones, int(u.duration * 25)
@@ -131,7 +131,7 @@ def _spoken(text: str):
 
 def test_emotion_from_reference_motion(generator, clip):
     """The AD-VAE's emotion code of a happy reference makes the face happy."""
-    from model_core.animator import Style, animate
+    from model_core.data.animator import Style, animate
     phones, T = _spoken("What a lovely morning it is.")
     happy = animate(phones, T, np.tile(np.eye(8)[1], (T, 1)), Style(), np.random.default_rng(0))
     neutral = generator.generate(clip, emotion={"neutral": 1.0})
@@ -141,8 +141,8 @@ def test_emotion_from_reference_motion(generator, clip):
 
 
 def test_style_sliders_move_their_property(generator, clip):
-    from model_core.controls_eval import SLIDER_MEASURES
-    from model_core.evaluate import VertexMetrics
+    from model_core.evaluation.controls import SLIDER_MEASURES
+    from model_core.evaluation.evaluate import VertexMetrics
     vm = VertexMetrics()
     for name in ("head_motion", "expressiveness", "brow_activity"):
         measure = SLIDER_MEASURES[name][1]
@@ -154,8 +154,8 @@ def test_style_sliders_move_their_property(generator, clip):
 def test_head_motion_slider_scales_the_head_and_a_reference_sets_its_amount(generator, clip):
     """0 keeps the head still, 2 moves it twice as much; a motion reference's head movement
     (RMS frame-to-frame rotation) is what the generated head gets, unless matching is off."""
-    from model_core.amplitude import head_activity
-    from model_core.animator import Style, animate
+    from model_core.data.animator import Style, animate
+    from model_core.inference.amplitude import head_activity
     still = generator.generate(clip, seed=0, head_motion=0.0).values[:, 52:]
     assert np.degrees(still.std(0)).max() < 1e-4
     act = {v: head_activity(generator.generate(clip, seed=0, head_motion=v).values, ARKIT_HEAD_LAYOUT)
@@ -177,8 +177,8 @@ def test_a_reference_sets_how_much_the_mouth_moves(generator, clip):
     gets the generated lips opening and closing about as fast as the reference's (RMS
     frame-to-frame lip-gap change; clipping and the held closures keep it from exact), closer
     than the model alone gets."""
-    from model_core.amplitude import articulation_activity
-    from model_core.animator import Style, animate
+    from model_core.data.animator import Style, animate
+    from model_core.inference.amplitude import articulation_activity
     phones, T = _spoken("Well, I never thought we would see the harbour again, did you?")
     neutral = np.tile(np.eye(8)[0], (T, 1))
     for amount in (0.7, 1.3):
@@ -194,8 +194,8 @@ def test_a_reference_sets_how_high_the_brows_rise(generator, clip, tiny_corpus):
     """Corpus takes with the stillest and the liveliest brows as references: the generated brows
     rise about as high on average as the reference's, closer than without matching. (Brows that
     never move say nothing: a rig without brow animation reads the same, so the gain stays 1.)"""
-    from model_core.amplitude import brow_raise
-    from model_core.corpus import Corpus
+    from model_core.data.corpus import Corpus
+    from model_core.inference.amplitude import brow_raise
     takes = sorted((t for split in ("train", "test") for t in Corpus(tiny_corpus).takes(split)
                     if brow_raise(t.motion, ARKIT_HEAD_LAYOUT) > 1e-4),
                    key=lambda t: brow_raise(t.motion, ARKIT_HEAD_LAYOUT))
@@ -212,7 +212,7 @@ def test_a_reference_sets_how_high_the_brows_rise(generator, clip, tiny_corpus):
 def test_blink_rate_sets_the_blink_layer(generator, sample_audio):
     """Blinks at about the corpus's rate, more with the slider, none added at 0; the rest of
     the face is untouched."""
-    from model_core.controls_eval import _blinks_per_minute
+    from model_core.evaluation.controls import _blinks_per_minute
     audio = np.tile(sample_audio, 3)[: 60 * 16000]
     runs = {v: generator.generate(audio, seed=0, blink_rate=v) for v in (0.0, 1.0, 2.0)}
     rate = {v: _blinks_per_minute(m.values) for v, m in runs.items()}
@@ -247,7 +247,7 @@ def test_bad_audio_is_a_clear_error(generator, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["npz", "csv", "json"])
 def test_cli_generate(tmp_path, fmt, sample_audio):
-    from model_core.audio import save_wav
+    from model_core.base.audio import save_wav
     wav = save_wav(tmp_path / "in.wav", sample_audio[: 3 * 16000])
     out = tmp_path / f"out.{fmt}"
     res = subprocess.run([sys.executable, "-m", "model_core", "generate", str(wav), "--out", str(out),
@@ -261,7 +261,7 @@ def test_cli_generate(tmp_path, fmt, sample_audio):
 
 def test_cli_passes_every_control(tmp_path, generator, sample_audio):
     """The CLI's sliders and switches reach the generator: its file equals the API's output."""
-    from model_core.audio import save_wav
+    from model_core.base.audio import save_wav
     clip = sample_audio[: 4 * 16000]
     wav = save_wav(tmp_path / "in.wav", clip)
     out = tmp_path / "out.npz"
@@ -271,7 +271,7 @@ def test_cli_passes_every_control(tmp_path, generator, sample_audio):
                          capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
                          timeout=300)
     assert res.returncode == 0, res.stderr[-1500:]
-    from model_core.audio import load_audio
+    from model_core.base.audio import load_audio
     expected = generator.generate(load_audio(wav), emotion={"surprised": 1.0}, head_motion=0.0, expressiveness=1.5,
                                   brow_activity=2.0, blink_rate=0.0, hold_closures=False)
     np.testing.assert_allclose(Motion.load(out).values, expected.values, atol=1e-5)

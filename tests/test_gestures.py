@@ -1,10 +1,10 @@
-"""Blinks and eyebrow flashes added after sampling (model_core.gestures), on plain arrays and
+"""Blinks and eyebrow flashes added after sampling (model_core.inference.gestures), on plain arrays and
 the bundled speech."""
 import numpy as np
 
-from model_core.animator import BROW_RAISE, LOUD, frame_energy, loud_onsets
-from model_core.gestures import BROW_RAISE_SHARE, add_blinks, add_brow_raises
-from model_core.motion import ARKIT_HEAD_LAYOUT as CH
+from model_core.base.motion import ARKIT_HEAD_LAYOUT as CH
+from model_core.base.signals import LOUD, frame_energy, loud_onsets
+from model_core.inference.gestures import BROW_RAISE, BROW_RAISE_SHARE, add_blinks, add_brow_raises
 
 
 def test_loud_onsets_are_where_loudness_rises_through_the_threshold():

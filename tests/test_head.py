@@ -1,7 +1,7 @@
 import numpy as np
 
-from model_core.head import load_head
-from model_core.motion import ARKIT_INDEX
+from model_core.base.head import load_head
+from model_core.base.motion import ARKIT_INDEX
 
 
 def test_head_asset_shapes_and_targets():

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from model_core.errors import LaliaError
-from model_core.motion import (ARKIT_HEAD_LAYOUT, ARKIT_NAMES, Motion, canonical_arkit_name,
-                               read_live_link_csv)
+from model_core.base.errors import LaliaError
+from model_core.base.motion import ARKIT_HEAD_LAYOUT, ARKIT_NAMES, Motion, canonical_arkit_name, read_live_link_csv
 
 
 def test_arkit_layout_is_apples_52():

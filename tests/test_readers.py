@@ -7,10 +7,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from model_core.errors import LaliaError
-from model_core.motion import ARKIT_HEAD_LAYOUT, Motion
-from model_core.readers import (flame_global_to_head, import_dataset, read_arkit_csv_folder,
-                                read_flame_npz_folder, read_tfhp)
+from model_core.base.errors import LaliaError
+from model_core.base.motion import ARKIT_HEAD_LAYOUT, Motion
+from model_core.data.readers import (
+    flame_global_to_head,
+    import_dataset,
+    read_arkit_csv_folder,
+    read_flame_npz_folder,
+    read_tfhp,
+)
 
 
 def _flame_coefs(T, rng, n_exp=50):

@@ -2,8 +2,9 @@
 preset or identity brings (on plain arrays of speaker style fields)."""
 import numpy as np
 
-from model_core.animator import STYLE_FIELDS, Style
-from model_core.ship import AMOUNTS, PRESETS, identity_amounts, preset_speakers, style_amounts
+from model_core.base.vocabulary import STYLE_FIELDS
+from model_core.data.animator import Style
+from model_core.training.ship import AMOUNTS, PRESETS, identity_amounts, preset_speakers, style_amounts
 
 
 def _speakers(n=60, seed=0) -> np.ndarray:

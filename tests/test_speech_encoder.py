@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from model_core.errors import LaliaError
-from model_core.speech_encoder import SpeechEncoder, log_mel
+from model_core.base.errors import LaliaError
+from model_core.model.speech_encoder import SpeechEncoder, log_mel
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_matches_ctranslate2_on_real_speech(encoder, sample_audio):
 
 
 def test_fewest_windows_with_seams_at_quiet_moments():
-    from model_core.speech_encoder import FRAME, plan_windows
+    from model_core.model.speech_encoder import FRAME, plan_windows
     win = 30 * 16000
     rng = np.random.default_rng(0)
     for seconds, n in ((12, 1), (30, 1), (60, 2), (61, 3), (70, 3), (600, 20)):
@@ -43,7 +43,7 @@ def test_fewest_windows_with_seams_at_quiet_moments():
 
 def test_long_audio_is_stitched_without_seams(encoder, sample_audio):
     # 70 s: three windows (0, 20, 40 s) cross-faded at a quiet moment of each 10 s overlap
-    from model_core.speech_encoder import plan_windows
+    from model_core.model.speech_encoder import plan_windows
     audio = np.tile(sample_audio, 3)[: 70 * 16000]
     f = encoder.encode(audio)
     assert f.shape == (70 * 25, 384) and np.isfinite(f).all()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from model_core.errors import LaliaError
-from model_core.train import load_config, train
+from model_core.base.errors import LaliaError
+from model_core.training.train import load_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 def test_train_writes_checkpoints_and_resumes(tmp_path, tiny_corpus, train_config):
@@ -26,8 +26,8 @@ def test_train_writes_checkpoints_and_resumes(tmp_path, tiny_corpus, train_confi
 
 
 def test_trained_checkpoint_generates(tmp_path, tiny_corpus, sample_audio, train_config):
-    from model_core.generator import Generator
-    from model_core.checkpoint import load_checkpoint
+    from model_core.inference.generator import Generator
+    from model_core.model.checkpoint import load_checkpoint
     final = train(train_config(tiny_corpus, 2, "gen"))
     model, manifest, extra = load_checkpoint(final)
     m = Generator(model, manifest, extra).generate(sample_audio[:16000 * 3], steps=2)
@@ -58,8 +58,9 @@ def test_train_on_imported_flame_data(tmp_path, sample_audio, train_config):
     """A FLAME-parameter dataset (wav + npz pairs) imports into a corpus and trains."""
     import numpy as np
     import soundfile as sf
-    from model_core.dataset import cache_features
-    from model_core.readers import import_dataset
+
+    from model_core.data.dataset import cache_features
+    from model_core.data.readers import import_dataset
     rng = np.random.default_rng(0)
     src = tmp_path / "flame"
     for spk in ("a", "b", "c", "d"):

@@ -30,8 +30,8 @@ bpy.ops.extensions.package_install_files(filepath=str(Path(args.zip).resolve()),
                                          enable_on_install=True)
 bpy.ops.wm.read_homefile(use_empty=True)
 lalia = sys.modules["bl_ext.user_default.lalia"]
-from bl_ext.user_default.lalia.model_core.audio import load_audio, save_wav  # noqa: E402
-from bl_ext.user_default.lalia.model_core.evaluate import SAMPLE_SPEECH  # noqa: E402
+from bl_ext.user_default.lalia.model_core.base.assets import SAMPLE_SPEECH  # noqa: E402
+from bl_ext.user_default.lalia.model_core.base.audio import load_audio, save_wav  # noqa: E402
 
 tmp = Path(tempfile.mkdtemp())
 base = load_audio(SAMPLE_SPEECH)

@@ -22,7 +22,7 @@ bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_defa
 bpy.ops.wm.read_homefile(use_empty=True)
 lalia = sys.modules["bl_ext.user_default.lalia"]
 from bl_ext.user_default.lalia import preview  # noqa: E402
-from bl_ext.user_default.lalia.model_core.evaluate import SAMPLE_SPEECH  # noqa: E402
+from bl_ext.user_default.lalia.model_core.base.assets import SAMPLE_SPEECH  # noqa: E402
 
 scene = bpy.context.scene
 scene.render.fps = 30
@@ -42,6 +42,7 @@ bpy.ops.lalia.export_csv(filepath=str(out / "lalia_demo_livelink.csv"))
 
 # contact sheet: 12 frames over the first 8 seconds
 from PIL import Image, ImageDraw  # noqa: E402
+
 preview.frame_face(scene, head, size=256)
 frames_dir = out / "frames"
 shutil.rmtree(frames_dir, ignore_errors=True)

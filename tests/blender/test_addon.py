@@ -27,8 +27,9 @@ def addon(tmp_path_factory):
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory, sample_audio):
     """8 s of the real LibriVox recording at 44.1 kHz stereo (an unusual rate and channel count)."""
-    from model_core.audio import resample
     import soundfile as sf
+
+    from model_core.base.audio import resample
     p = tmp_path_factory.mktemp("audio") / "austen.wav"
     x = resample(sample_audio[: 8 * 16000], 16000, 44100)
     sf.write(p, np.stack([x, x], 1), 44100)
@@ -139,7 +140,7 @@ def test_fbx_export_and_legacy_reimport(scene, speech_wav, tmp_path):
 
 
 def test_live_link_csv_export(scene, speech_wav, tmp_path):
-    from model_core.motion import read_live_link_csv
+    from model_core.base.motion import read_live_link_csv
     obj = _head(scene)
     scene.lalia.audio_path = str(speech_wav)
     bpy.ops.lalia.generate()
@@ -154,14 +155,15 @@ def test_live_link_csv_export(scene, speech_wav, tmp_path):
 def test_render_bilabial_vs_vowel(scene, addon, speech_wav, tmp_path):
     """Lips closed on a bilabial and open on a vowel, rendered, differ around the mouth."""
     from PIL import Image
-    from model_core.evaluate import VertexMetrics
+
+    from model_core.evaluation.evaluate import VertexMetrics
     obj = _head(scene)
     scene.lalia.audio_path = str(speech_wav)
     scene.lalia.animate_head = False  # a still head: only the face changes between the two renders
     bpy.ops.lalia.generate()
     key = obj.data.shape_keys.key_blocks
     vm = VertexMetrics()
-    from model_core.motion import ARKIT_NAMES
+    from model_core.base.motion import ARKIT_NAMES
     gaps = []
     for f in range(1, 240):
         scene.frame_set(f)

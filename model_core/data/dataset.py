@@ -1,0 +1,144 @@
+"""Training data: speech features cached beside a corpus, and random training windows.
+
+`cache_features(corpus)` runs the speech encoder once over every take and writes
+`features/{split}/shard_NNNN.npz` (float16, 25 fps, aligned with the motion). `WindowSampler`
+draws DiffPoseTalk-style training examples: a window of `window` frames, its `prev` ground-truth
+previous frames, a style reference clip from another take of the same speaker, the per-frame
+emotion, random truncation with padded frames marked invalid.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..base.errors import LaliaError
+from .corpus import HOP, Corpus
+
+log = logging.getLogger(__name__)
+
+
+def cache_features(corpus_root, encoder=None, splits=("train", "val", "test"), progress=None) -> None:
+    from ..model.speech_encoder import SpeechEncoder
+    corpus = Corpus(corpus_root)
+    encoder = encoder or SpeechEncoder()
+    for split in splits:
+        out_dir = corpus.root / "features" / split
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for shard in corpus.shards(split):
+            out = out_dir / shard.name
+            if out.exists():
+                continue
+            with np.load(shard, allow_pickle=False) as d:
+                off, audio = d["frame_offsets"], d["audio"]
+            feats = [encoder.encode(audio[a * HOP:b * HOP].astype(np.float32) / 32767, n_frames=b - a)
+                     for a, b in zip(off[:-1], off[1:])]
+            tmp = out.with_suffix(".tmp.npz")
+            np.savez(tmp, features=np.concatenate(feats).astype(np.float16), frame_offsets=off)
+            tmp.replace(out)
+            if progress:
+                progress(split, shard.name)
+
+
+@dataclass
+class SplitData:
+    motion: np.ndarray     # F x C float32 (all takes concatenated)
+    features: np.ndarray   # F x A float16
+    emotion: np.ndarray    # F x 8 float32
+    offsets: np.ndarray    # takes + 1
+    speaker: np.ndarray    # per take
+    style: np.ndarray      # per take style parameters
+    channels: tuple = ()   # motion channel names
+
+
+def load_split(corpus_root, split: str) -> SplitData:
+    corpus = Corpus(corpus_root)
+    mot, fea, emo, spk, sty, offs = [], [], [], [], [], [0]
+    for shard in corpus.shards(split):
+        fpath = corpus.root / "features" / split / shard.name
+        if not fpath.exists():
+            raise LaliaError(f"No cached speech features for {shard}; run "
+                             f"`python -m model_core features {corpus.root}` first")
+        with np.load(shard, allow_pickle=False) as d, np.load(fpath, allow_pickle=False) as f:
+            if not np.array_equal(d["frame_offsets"], f["frame_offsets"]):
+                raise LaliaError(f"{fpath} does not match {shard}: rebuild the feature cache")
+            mot.append(d["motion"].astype(np.float32))
+            emo.append(d["emotion"].astype(np.float32))
+            fea.append(f["features"])
+            lens = np.diff(d["frame_offsets"])
+            offs += list(offs[-1] + np.cumsum(lens))
+            spk += d["speaker"].tolist()
+            sty += [corpus.styles[int(s)] for s in d["speaker"]]
+    if not mot:
+        raise LaliaError(f"Corpus {corpus.root} has no '{split}' shards")
+    return SplitData(np.concatenate(mot), np.concatenate(fea), np.concatenate(emo),
+                     np.array(offs), np.array(spk), np.array(sty), corpus.channels)
+
+
+class WindowSampler:
+    """Random training windows from one split, batches of speaker pairs (for NT-Xent)."""
+
+    def __init__(self, data: SplitData, window: int, prev: int, mean: np.ndarray, std: np.ndarray,
+                 identities: dict[int, int] | None = None, seed: int = 0):
+        self.d, self.N, self.P = data, window, prev
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        self.rng = np.random.default_rng(seed)
+        self.identities = identities or {}
+        self.by_speaker: dict[int, list[int]] = {}
+        for i, s in enumerate(data.speaker):
+            self.by_speaker.setdefault(int(s), []).append(i)
+        self.speakers = np.array(sorted(self.by_speaker))
+
+    def _crop(self, take: int, length: int, allow_start: bool):
+        a, b = self.d.offsets[take], self.d.offsets[take + 1]
+        T = b - a
+        if allow_start and (self.rng.random() < 0.15 or T - length <= self.P):
+            return a, a, False  # a take's first window: no previous frames
+        lo, hi = a + self.P, max(a + self.P, b - length)
+        s = int(self.rng.integers(lo, hi + 1))
+        return s, a, True
+
+    def example(self, speaker: int):
+        takes = self.by_speaker[speaker]
+        take = takes[int(self.rng.integers(len(takes)))]
+        s, a, has_prev = self._crop(take, self.N, True)
+        end = self.d.offsets[take + 1]
+        n = min(self.N, end - s)
+        if self.rng.random() < 0.1:  # random truncation teaches endings
+            n = int(self.rng.integers(max(8, n // 5), n + 1))
+        norm = lambda m: (m - self.mean) / self.std
+        x = np.zeros((self.N, self.mean.size), np.float32)
+        x[:n] = norm(self.d.motion[s:s + n])
+        audio = np.zeros((self.N, self.d.features.shape[1]), np.float32)
+        audio[:n] = self.d.features[s:s + n]
+        emotion = np.zeros((self.N, 8), np.float32)
+        emotion[:n] = self.d.emotion[s:s + n]
+        emotion[n:] = emotion[max(n - 1, 0)]
+        valid = np.zeros(self.N, bool)
+        valid[:n] = True
+        prev = norm(self.d.motion[s - self.P:s]) if has_prev else np.zeros((self.P, x.shape[1]), np.float32)
+        # style reference: another take of this speaker when there is one (no leakage)
+        other = [t for t in takes if t != take] or [take]
+        rt = other[int(self.rng.integers(len(other)))]
+        ra, rb = self.d.offsets[rt], self.d.offsets[rt + 1]
+        rs = int(self.rng.integers(ra, max(ra, rb - self.N) + 1))
+        ref = np.zeros((self.N, x.shape[1]), np.float32)
+        rn = min(self.N, rb - rs)
+        ref[:rn] = norm(self.d.motion[rs:rs + rn])
+        ref_valid = np.zeros(self.N, bool)
+        ref_valid[:rn] = True
+        return dict(x0=x, audio=audio, emotion=emotion, emotion_known=bool(emotion[:n].sum() > 0),
+                    valid=valid, prev=prev,
+                    has_prev=has_prev, ref=ref, ref_valid=ref_valid, speaker=speaker,
+                    identity=self.identities.get(speaker, -1), style_params=self.d.style[take])
+
+    def batch(self, size: int) -> dict[str, torch.Tensor]:
+        spk = self.rng.choice(self.speakers, size=max(1, size // 2), replace=len(self.speakers) < size // 2)
+        items = [self.example(int(s)) for s in spk for _ in range(2)][:size]
+        out = {}
+        for k in items[0]:
+            v = np.stack([np.asarray(it[k]) for it in items])
+            out[k] = torch.from_numpy(v)
+        return out
