@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Build the installable Blender extension zip: `python build_addon.py [--no-wheels] [--out DIR]`.
 
-The zip holds blender_addon/ at its root, model_core/ inside it (with the head asset, the
-speech encoder weights and the default model), and, unless --no-wheels, the Python wheels it
+The zip holds blender_addon/ at its root and, inside it, the runtime rooms of model_core
+(base, model, inference, retarget: no corpus synthesis, training, evaluation or benchmarks)
+with the assets they use (the head, the speech encoder weights, the default model, the sample
+speech), and, unless --no-wheels, the Python wheels it
 needs for the platform (torch CPU, safetensors, soundfile, scipy), listed in
 blender_manifest.toml so "Install from Disk" works offline. numpy comes with Blender.
 
@@ -24,6 +26,8 @@ PIP_PLATFORM = "manylinux_2_28_x86_64"
 WHEELS = ["torch==2.13.0", "safetensors", "soundfile", "scipy<1.15", "cffi", "pycparser",
           "filelock", "fsspec", "jinja2", "markupsafe", "mpmath", "networkx", "sympy",
           "typing_extensions"]
+# the rooms the add-on runs; data/, training/, evaluation/ and cli.py are build-time only
+RUNTIME_ROOMS = ("base", "model", "inference", "retarget")
 ASSETS = ("head.npz", "HEAD_PROVENANCE.md", "whisper_tiny_en_encoder.safetensors",
           "default_model.safetensors", "default_model.json", "sample_speech.flac", "sample_speech.json",
           "SAMPLE_SPEECH_PROVENANCE.md")
@@ -52,9 +56,15 @@ def build(out_dir: Path, wheels: bool) -> Path:
     stage = out_dir / "stage"
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(ROOT / "blender_addon", stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copytree(ROOT / "model_core", stage / "model_core",
-                    # the teacher checkpoint is for benchmarks and distillation, not for users
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "configs", "*.tmp*", "teacher_model.*"))
+    core = stage / "model_core"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    core.mkdir()
+    shutil.copy2(ROOT / "model_core" / "__init__.py", core / "__init__.py")
+    for room in RUNTIME_ROOMS:
+        shutil.copytree(ROOT / "model_core" / room, core / room, ignore=skip)
+    (core / "assets").mkdir()
+    for a in ASSETS:
+        shutil.copy2(ROOT / "model_core" / "assets" / a, core / "assets" / a)
     manifest = (stage / "blender_manifest.toml").read_text()
     lines = []
     if wheels:

@@ -2,7 +2,8 @@
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt")
+from .model_core.base.vocabulary import EMOTIONS  # one vocabulary: the core's
+
 STYLE_PRESETS = [("AUTO", "Match voice", "The talking identity from the library that best matches the voice"),
                  ("NONE", "Average", "The model's average speaking style")]
 
