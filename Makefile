@@ -21,14 +21,15 @@ system:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 $(ENCODER): $(STAMP)
-	PYTHONPATH=. $(PY) -m model_core assets encoder
+	$(PY) -m model_core assets encoder
 
 # the extension zip: lean (for environments that provide torch, like the tests) and full
 addon-lean: setup
@@ -41,7 +42,8 @@ demo: setup
 	$(PY) tools/demo.py build/lalia-*-nowheels.zip out/demo
 
 test: setup
-	PYTHONPATH=. $(PY) -m pytest -q tests
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q tests
 
 # the add-on tests in Blender 5.0 (separate environment)
 test-blender5: setup
@@ -54,14 +56,14 @@ test-blender5: setup
 # the default model: corpus -> features -> teacher -> distilled students -> the shipped default
 DISTILL := runs/distill
 TEACHER := model_core/assets/teacher_model.safetensors
-MC := PYTHONPATH=. $(PY) -m model_core
+MC := $(VENV)/bin/lalia
 corpus: setup
-	PYTHONPATH=. $(PY) -m model_core corpus build --hours 8 --out $(CORPUS) --seed 0
-	PYTHONPATH=. $(PY) -m model_core features $(CORPUS)
+	$(PY) -m model_core corpus build --hours 8 --out $(CORPUS) --seed 0
+	$(PY) -m model_core features $(CORPUS)
 
 model: corpus
-	PYTHONPATH=. $(PY) -m model_core train model_core/training/configs/default.toml --fresh
-	PYTHONPATH=. $(PY) -m model_core train model_core/training/configs/default_finetune.toml --fresh
+	$(PY) -m model_core train model_core/training/configs/default.toml --fresh
+	$(PY) -m model_core train model_core/training/configs/default_finetune.toml --fresh
 	$(MC) ship runs/default_finetune/final.safetensors --corpus $(CORPUS) --out $(TEACHER)
 	$(MAKE) distill
 	$(MAKE) disentangle
@@ -109,10 +111,10 @@ disentangle: setup
 	$(MC) flame-check --out docs/flame_check.json
 
 bench: setup
-	PYTHONPATH=. $(PY) -m model_core bench --long --json > docs/bench.json
+	$(PY) -m model_core bench --long --json > docs/bench.json
 	$(PY) build_addon.py --no-wheels --out build
 	$(PY) tools/bench_blender.py build/lalia-*-nowheels.zip --out docs/bench_blender.json
-	$(PY) tools/report_tables.py --readme
+	$(PY) tools/report_tables.py --write
 
 clean:
 	rm -rf build dist out .pytest_cache

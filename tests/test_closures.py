@@ -58,14 +58,14 @@ def test_an_emotion_keeps_the_neutral_renditions_closures(generator, sample_audi
     one closes them too (the model alone, without the layer, misses some); only the
     articulation channels differ."""
     clip = sample_audio[: 12 * 16000]
-    runs = brief_closures(lip_gap(generator.generate(clip, emotion={"neutral": 1.0}).values, CH))
+    runs = brief_closures(lip_gap(generator.generate(clip, emotion={"neutral": 1.0}).motion.values, CH))
     assert len(runs) >= 6
 
     def kept(m):
         gap = lip_gap(m.values, CH)
         return np.mean([gap[max(0, s - 1):t + 1].min() < CLOSED_MM for s, t in runs])
-    held = generator.generate(clip, emotion={emotion: 1.0})
-    alone = generator.generate(clip, emotion={emotion: 1.0}, hold_closures=False)
+    held = generator.generate(clip, emotion={emotion: 1.0}).motion
+    alone = generator.generate(clip, emotion={emotion: 1.0}, hold_closures=False).motion
     assert kept(held) >= 0.9 and kept(held) > kept(alone)
     differ = np.flatnonzero(np.abs(held.values - alone.values).max(0) > 0)
     assert set(CH[i] for i in differ) <= set(ARTICULATION)

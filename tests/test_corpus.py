@@ -104,7 +104,8 @@ def test_corpus_is_consistent_and_deterministic(tiny_corpus, tmp_path):
     assert n >= 3
     m = c.manifest
     # whole voices and whole sentences are held out
-    voices = {s: {json.dumps(sp["voice"]["name"]) for sp in m["speakers"] if sp["split"] == s} for s in ("train", "test")}
+    voices = {s: {json.dumps(sp["voice"]["name"]) for sp in m["speakers"] if sp["split"] == s}
+              for s in ("train", "test")}
     assert not voices["train"] & voices["test"]
     texts = {s: {t for take in c.takes(s) for t in take.texts} for s in ("train", "val", "test")}
     assert not (texts["train"] & texts["test"]) and not (texts["train"] & texts["val"])

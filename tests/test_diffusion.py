@@ -1,6 +1,13 @@
 import torch
 
-from model_core.model.diffusion import cosine_schedule, guided, sample_ddim, sample_ddpm, spaced_timesteps
+from model_core.model.diffusion import (
+    cosine_schedule,
+    ddim_step,
+    guided_batch,
+    sample_ddim,
+    sample_ddpm,
+    spaced_timesteps,
+)
 
 
 def test_cosine_schedule_is_monotone_from_clean_to_noise():
@@ -39,8 +46,25 @@ def test_ddim_is_deterministic_and_ddpm_is_not():
 
 
 def test_incremental_guidance():
-    d = [torch.tensor(0.0), torch.tensor(1.0), torch.tensor(3.0)]
-    branches = lambda x, t: d
-    assert float(guided(branches, [1.0, 1.0])(None, None)) == 3.0  # scales 1: the full branch
+    """The branches run as one batch, branch-major, and combine as DiffPoseTalk's guidance."""
+    seen = {}
+
+    def denoise_branches(x, t):  # the three branches predict 0, 1 and 3
+        seen["x"], seen["t"] = x.shape, t.shape
+        return x + torch.tensor([0.0, 1.0, 3.0]).repeat_interleave(len(x) // 3).view(-1, 1)
+    x, t = torch.zeros(2, 1), torch.tensor([5, 5])
+    assert torch.equal(guided_batch(denoise_branches, x, t, 3, [1.0, 1.0]), torch.full((2, 1), 3.0))  # the full branch
+    assert seen == {"x": (6, 1), "t": (6,)}
     # D0 + 2 (D1 - D0) + 3 (D2 - D1) = 0 + 2 + 6
-    assert float(guided(branches, [2.0, 3.0])(None, None)) == 8.0
+    assert torch.equal(guided_batch(denoise_branches, x, t, 3, [2.0, 3.0]), torch.full((2, 1), 8.0))
+
+
+def test_ddim_step():
+    """Deterministic DDIM lands on x0 at alpha_bar 1 and keeps the noise direction."""
+    x0, eps = torch.randn(4), torch.randn(4)
+    ab, ab_next = torch.tensor(0.3), torch.tensor(0.8)
+    x = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    torch.testing.assert_close(ddim_step(x, x0, ab, ab_next), ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps)
+    torch.testing.assert_close(ddim_step(x, x0, ab, torch.tensor(1.0)), x0)
+    noisy = ddim_step(x, x0, ab, ab_next, eta=1.0, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(noisy, ddim_step(x, x0, ab, ab_next))

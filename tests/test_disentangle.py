@@ -43,7 +43,7 @@ def test_disentangle_trains_the_vae_only_and_adapt_moves_the_denoiser(tmp_path, 
         if k.startswith(("vae.", "content_prior.")):  # the new AD-VAE, stored in float16
             torch.testing.assert_close(v, after.state_dict()[k].half().float())
     assert any(k.startswith("denoiser.") for k in _changed(model, before))
-    m = Generator(model, am, extra).generate(sample_audio[: 3 * 16000], emotion={"happy": 1.0})
+    m = Generator(model, am, extra).generate(sample_audio[: 3 * 16000], emotion={"happy": 1.0}).motion
     assert m.values.shape == (75, 55) and np.isfinite(m.values).all()
     with pytest.raises(LaliaError, match="no guidance or depth option"):
         distill(teacher, tiny_corpus, tmp_path / "bad.safetensors", 2, cfg=dc, adapt=out, guidance=True)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from model_core.base.errors import LaliaError
-from model_core.model.diffusion import cosine_schedule, spaced_timesteps
+from model_core.model.diffusion import cosine_schedule, ddim_step, spaced_timesteps
 from model_core.model.networks import LaliaModel, ModelConfig
-from model_core.training.distill import DistillConfig, _ddim_step, _guided_x0, _teacher_target, distill, within
+from model_core.training.distill import DistillConfig, _guided_x0, _teacher_target, distill, within
 
 CFG = dict(d_model=32, layers=1, heads=2, ffn=64, window=20, prev=4, style_dim=16, style_layers=1,
            vae_hidden=16, content_dim=8, emotion_dim=4, n_identities=3)
@@ -41,13 +41,13 @@ def test_progressive_target_lands_where_two_teacher_steps_land(student_steps):
             sub = {n: v[b:b + 1] for n, v in cond.items()}
             x, t = x_t[b:b + 1], lambda s: torch.tensor([s])
             x0 = _guided_x0(teacher, x, t(ts_t[k]), sub, scales[b:b + 1], sub["prior"])
-            x = _ddim_step(x, x0, ab[ts_t[k]], ab[ts_t[k + 1]])
+            x = ddim_step(x, x0, ab[ts_t[k]], ab[ts_t[k + 1]])
             x0 = _guided_x0(teacher, x, t(ts_t[k + 1]), sub, scales[b:b + 1], sub["prior"])
             if k + 2 >= len(ts_t):  # the last step: the teacher's final x0 is the target
                 torch.testing.assert_close(target[b:b + 1], x0, atol=1e-5, rtol=1e-4)
                 continue
-            two_steps = _ddim_step(x, x0, ab[ts_t[k + 1]], ab[ts_t[k + 2]])
-            one_step = _ddim_step(x_t[b:b + 1], target[b:b + 1], ab[ts_s[int(i[b])]], ab[ts_s[int(i[b]) + 1]])
+            two_steps = ddim_step(x, x0, ab[ts_t[k + 1]], ab[ts_t[k + 2]])
+            one_step = ddim_step(x_t[b:b + 1], target[b:b + 1], ab[ts_s[int(i[b])]], ab[ts_s[int(i[b]) + 1]])
             torch.testing.assert_close(one_step, two_steps, atol=1e-4, rtol=1e-4)
 
 
@@ -66,7 +66,8 @@ def test_guided_teacher_target_is_incremental_guidance():
         no_speech = {**off, "audio_on": ~cond["audio_on"]}
         d0, d1 = teacher.denoiser(x, t, **no_speech), teacher.denoiser(x, t, **off)
         # speech scale 2, others 1: D_full + (D_1 - D_0)
-        torch.testing.assert_close(_guided_x0(teacher, x, t, cond, w, cond["prior"]), full + d1 - d0, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(_guided_x0(teacher, x, t, cond, w, cond["prior"]), full + d1 - d0,
+                                   atol=1e-4, rtol=1e-4)
 
 
 def test_rounds_make_working_students(tmp_path, tiny_corpus, sample_audio, train_config):
@@ -82,7 +83,7 @@ def test_rounds_make_working_students(tmp_path, tiny_corpus, sample_audio, train
     model, manifest, extra = load_checkpoint(s1)
     assert model.cfg.guidance_input and manifest["sampler"]["steps"] == 1
     assert [r["kind"] for r in manifest["distillation"]] == ["guidance", "progressive"]
-    m = Generator(model, manifest, extra).generate(sample_audio[: 3 * 16000], guidance={"audio": 1.5})
+    m = Generator(model, manifest, extra).generate(sample_audio[: 3 * 16000], guidance={"audio": 1.5}).motion
     assert m.values.shape == (75, 55) and torch.isfinite(torch.from_numpy(m.values)).all()
     json.dumps(manifest)  # the manifest stays plain JSON
 
@@ -104,10 +105,10 @@ def test_progressive_round_at_guidance_one(tmp_path, tiny_corpus, sample_audio, 
     with pytest.raises(LaliaError, match="fewer layers than the teacher's 1"):
         distill(s1, tiny_corpus, tmp_path / "bad.safetensors", 1, layers=2, cfg=dc)
     gen = Generator(model, manifest, extra)
-    m = gen.generate(sample_audio[: 3 * 16000])
+    m = gen.generate(sample_audio[: 3 * 16000]).motion
     assert m.values.shape == (75, 55) and torch.isfinite(torch.from_numpy(m.values)).all()
     with pytest.raises(LaliaError, match="distilled at guidance 1"):
-        gen.generate(sample_audio[: 3 * 16000], guidance={"audio": 1.5})
+        gen.generate(sample_audio[: 3 * 16000], guidance={"audio": 1.5}).motion
 
 
 def test_within_five_percent_rule():

@@ -18,44 +18,44 @@ def clip(sample_audio):
 
 
 def test_generate_shape_range_and_determinism(generator, clip):
-    m = generator.generate(clip, seed=3)
+    m = generator.generate(clip, seed=3).motion
     assert m.fps == 25.0 and m.channels == ARKIT_HEAD_LAYOUT and m.values.shape == (300, 55)
     assert np.isfinite(m.values).all()
     assert m.values[:, :52].min() >= 0 and m.values[:, :52].max() <= 1
     assert np.abs(np.degrees(m.values[:, 52:])).max() < 30
-    again = generator.generate(clip, seed=3)
+    again = generator.generate(clip, seed=3).motion
     np.testing.assert_array_equal(m.values, again.values)
-    other = generator.generate(clip, seed=4)
+    other = generator.generate(clip, seed=4).motion
     assert np.abs(other.values - m.values).mean() > 1e-3
 
 
 def test_mouth_follows_speech(generator, clip):
-    m = generator.generate(clip)
+    m = generator.generate(clip).motion
     jaw = m.channel("jawOpen")
     assert jaw.max() > 0.2 and jaw.std() > 0.05
 
 
 def test_window_boundaries_do_not_jump(generator, clip):
     from model_core.evaluation.evaluate import _joins, boundary_ratio
-    m = generator.generate(clip)
+    m = generator.generate(clip).motion
     assert boundary_ratio(m.values, _joins(generator, m.num_frames)) < 1.5
 
 
 def test_silence_and_noise_give_a_calm_face(generator):
     rng = np.random.default_rng(0)
     for audio in (np.zeros(5 * 16000, np.float32), rng.normal(0, 0.01, 5 * 16000).astype(np.float32)):
-        m = generator.generate(audio)
+        m = generator.generate(audio).motion
         assert m.channel("jawOpen").mean() < 0.12
         jitter = np.abs(np.diff(m.values[:, :52], axis=0)).mean()
         assert jitter < 0.02
 
 
 def test_emotion_sliders_change_the_face(generator, clip):
-    neutral = generator.generate(clip, emotion={"neutral": 1.0})
-    happy = generator.generate(clip, emotion={"happy": 1.0})
+    neutral = generator.generate(clip, emotion={"neutral": 1.0}).motion
+    happy = generator.generate(clip, emotion={"happy": 1.0}).motion
     smile = lambda m: (m.channel("mouthSmileLeft") + m.channel("mouthSmileRight")).mean()
     assert smile(happy) > smile(neutral) + 0.2
-    sad = generator.generate(clip, emotion={"sad": 1.0})
+    sad = generator.generate(clip, emotion={"sad": 1.0}).motion
     assert sad.channel("browInnerUp").mean() > neutral.channel("browInnerUp").mean() + 0.2
 
 
@@ -63,27 +63,27 @@ def test_emotion_curve_over_time(generator, clip):
     curve = np.zeros((300, 8), np.float32)
     curve[:150, 0] = 1.0
     curve[150:, 1] = 1.0  # neutral, then happy
-    m = generator.generate(clip, emotion=curve)
+    m = generator.generate(clip, emotion=curve).motion
     smile = m.channel("mouthSmileLeft")
     assert smile[180:].mean() > smile[:120].mean() + 0.2
 
 
 def test_style_presets_reference_and_identity_match(generator, clip, tmp_path):
-    assert len(generator.presets) >= 6
-    base = generator.generate(clip, seed=0, style="average")
-    styled = generator.generate(clip, seed=0, style="animated")
+    assert len(generator.conditions.presets) >= 6
+    base = generator.generate(clip, seed=0, style="average").motion
+    styled = generator.generate(clip, seed=0, style="animated").motion
     assert np.abs(styled.values - base.values).mean() > 1e-3
     ref = tmp_path / "ref.npz"
     styled.save(ref)
-    from_ref = generator.generate(clip, seed=0, style=str(ref))
+    from_ref = generator.generate(clip, seed=0, style=str(ref)).motion
     assert from_ref.values.shape == base.values.shape
     # no style given: the voice is matched to the identity library
-    auto = generator.generate(clip, seed=0)
-    ids = generator.last_info["identities"]
+    result = generator.generate(clip, seed=0)
+    auto, ids = result.motion, result.info["identities"]
     assert len(ids) == 3 and abs(sum(i["weight"] for i in ids) - 1) < 1e-3
     assert all(i["speaker"] in generator.manifest["identities"] for i in ids)
     # the match returns the matched identities' styles (same seed: any change is the style's)
-    lib = generator.identity_styles
+    lib = generator.conditions.identity_styles
     assert lib is not None and len(lib) == len(generator.manifest["identities"])
     matched = sum(i["weight"] * lib[i["library_index"]] for i in ids)
     spread = (lib - lib.mean(0)).norm(dim=1).mean()
@@ -102,23 +102,24 @@ def test_presets_and_identities_bring_their_speakers_amounts(generator, clip):
     vm = VertexMetrics()
     runs, info = {}, {}
     for style in ("average", "calm", "animated", "stoic", "lopsided"):
-        runs[style] = generator.generate(clip, seed=0, style=style).values
-        info[style] = dict(generator.last_info)
+        result = generator.generate(clip, seed=0, style=style)
+        runs[style], info[style] = result.motion.values, result.info
     head = {k: MEASURES["head_motion"][1](v, vm) for k, v in runs.items()}
     brows = {k: MEASURES["brow_activity"][1](v, vm) for k, v in runs.items()}
     assert info["average"]["head_gain"] == 1.0 and info["average"]["asymmetry"] == 0.0
     assert head["calm"] < 0.7 * head["average"] < 0.7 * head["animated"]
     assert head["stoic"] < 0.7 * head["average"] and brows["stoic"] < 0.4 * brows["average"]
     for style in ("calm", "animated", "stoic"):  # the gains are the preset's amounts
-        amounts = dict(zip(generator.amount_names, generator.preset_amounts[style].tolist()))
+        amounts = dict(zip(generator.conditions.amount_names, generator.conditions.preset_amounts[style].tolist()))
         assert info[style]["head_gain"] == round(amounts["head_motion"], 3)
         assert info[style]["brow_gain"] == round(amounts["brow_activity"], 3)
-    assert side_asymmetry(runs["lopsided"], generator.channels) > side_asymmetry(runs["average"], generator.channels) + 0.15
+    asymmetry = {k: side_asymmetry(runs[k], generator.channels) for k in ("lopsided", "average")}
+    assert asymmetry["lopsided"] > asymmetry["average"] + 0.15
     # no style: the matched identities' amounts, by their match weights
-    generator.generate(clip, seed=0)
-    ids = generator.last_info["identities"]
-    expected = sum(i["weight"] * generator.identity_amounts[i["library_index"], 0].item() for i in ids)
-    assert abs(generator.last_info["head_gain"] - expected) < 2e-3
+    info = generator.generate(clip, seed=0).info
+    ids = info["identities"]
+    expected = sum(i["weight"] * generator.conditions.identity_amounts[i["library_index"], 0].item() for i in ids)
+    assert abs(info["head_gain"] - expected) < 2e-3
 
 
 def _spoken(text: str):
@@ -134,8 +135,8 @@ def test_emotion_from_reference_motion(generator, clip):
     from model_core.data.animator import Style, animate
     phones, T = _spoken("What a lovely morning it is.")
     happy = animate(phones, T, np.tile(np.eye(8)[1], (T, 1)), Style(), np.random.default_rng(0))
-    neutral = generator.generate(clip, emotion={"neutral": 1.0})
-    copied = generator.generate(clip, emotion_reference=happy)
+    neutral = generator.generate(clip, emotion={"neutral": 1.0}).motion
+    copied = generator.generate(clip, emotion_reference=happy).motion
     smile = lambda m: (m.channel("mouthSmileLeft") + m.channel("mouthSmileRight")).mean()
     assert smile(copied) > smile(neutral) + 0.2
 
@@ -146,7 +147,7 @@ def test_style_sliders_move_their_property(generator, clip):
     vm = VertexMetrics()
     for name in ("head_motion", "expressiveness", "brow_activity"):
         measure = SLIDER_MEASURES[name][1]
-        low, mid, high = (measure(generator.generate(clip, seed=0, style="average", **{name: v}).values, vm)
+        low, mid, high = (measure(generator.generate(clip, seed=0, style="average", **{name: v}).motion.values, vm)
                           for v in (0.0, 1.0, 2.0))
         assert low < mid < high, (name, low, mid, high)
 
@@ -156,9 +157,9 @@ def test_head_motion_slider_scales_the_head_and_a_reference_sets_its_amount(gene
     (RMS frame-to-frame rotation) is what the generated head gets, unless matching is off."""
     from model_core.data.animator import Style, animate
     from model_core.inference.amplitude import head_activity
-    still = generator.generate(clip, seed=0, head_motion=0.0).values[:, 52:]
+    still = generator.generate(clip, seed=0, head_motion=0.0).motion.values[:, 52:]
     assert np.degrees(still.std(0)).max() < 1e-4
-    act = {v: head_activity(generator.generate(clip, seed=0, head_motion=v).values, ARKIT_HEAD_LAYOUT)
+    act = {v: head_activity(generator.generate(clip, seed=0, head_motion=v).motion.values, ARKIT_HEAD_LAYOUT)
            for v in (1.0, 2.0)}
     assert 1.7 < act[2.0] / act[1.0] < 2.3  # (the style also moves along the head direction)
     phones, T = _spoken("Well, I never thought we would see the harbour again, did you?")
@@ -166,10 +167,10 @@ def test_head_motion_slider_scales_the_head_and_a_reference_sets_its_amount(gene
     for amount in (0.35, 1.7):
         ref = animate(phones, T, neutral, Style(head_amount=amount), np.random.default_rng(1))
         target = head_activity(ref.values, ref.channels)
-        matched = generator.generate(clip, seed=0, style=ref)
+        matched = generator.generate(clip, seed=0, style=ref).motion
         assert abs(head_activity(matched.values, ARKIT_HEAD_LAYOUT) / target - 1) < 0.02, amount
-        generator.generate(clip, seed=0, style=ref, match_reference=False)
-        assert generator.last_info["head_gain"] == 1.0 and generator.last_info["articulation_gain"] == 1.0
+        info = generator.generate(clip, seed=0, style=ref, match_reference=False).info
+        assert info["head_gain"] == 1.0 and info["articulation_gain"] == 1.0
 
 
 def test_a_reference_sets_how_much_the_mouth_moves(generator, clip):
@@ -184,9 +185,8 @@ def test_a_reference_sets_how_much_the_mouth_moves(generator, clip):
     for amount in (0.7, 1.3):
         ref = animate(phones, T, neutral, Style(articulation=amount), np.random.default_rng(1))
         target = articulation_activity(ref.values, ref.channels)
-        off = {match: abs(articulation_activity(generator.generate(clip, seed=0, style=ref, match_reference=match)
-                                                .values, ARKIT_HEAD_LAYOUT) / target - 1)
-               for match in (True, False)}
+        run = lambda match: generator.generate(clip, seed=0, style=ref, match_reference=match).motion.values
+        off = {match: abs(articulation_activity(run(match), ARKIT_HEAD_LAYOUT) / target - 1) for match in (True, False)}
         assert off[True] < 0.1 and off[True] < off[False], (amount, off)
 
 
@@ -203,7 +203,7 @@ def test_a_reference_sets_how_high_the_brows_rise(generator, clip, tiny_corpus):
     for name, take in (("stillest", takes[0]), ("liveliest", takes[-1])):
         ref = Motion(25.0, ARKIT_HEAD_LAYOUT, take.motion)
         target = brow_raise(ref.values, ref.channels)
-        got[name] = {match: brow_raise(generator.generate(clip, seed=0, style=ref, match_reference=match).values,
+        got[name] = {match: brow_raise(generator.generate(clip, seed=0, style=ref, match_reference=match).motion.values,
                                        ARKIT_HEAD_LAYOUT) / target for match in (True, False)}
     for name, g in got.items():
         assert abs(g[True] - 1) < 0.15 and abs(g[True] - 1) < abs(g[False] - 1), got
@@ -214,7 +214,7 @@ def test_blink_rate_sets_the_blink_layer(generator, sample_audio):
     the face is untouched."""
     from model_core.evaluation.controls import _blinks_per_minute
     audio = np.tile(sample_audio, 3)[: 60 * 16000]
-    runs = {v: generator.generate(audio, seed=0, blink_rate=v) for v in (0.0, 1.0, 2.0)}
+    runs = {v: generator.generate(audio, seed=0, blink_rate=v).motion for v in (0.0, 1.0, 2.0)}
     rate = {v: _blinks_per_minute(m.values) for v, m in runs.items()}
     assert rate[0.0] < 6 and 10 < rate[1.0] < 28 < rate[2.0] + 10  # the corpus: 18 a minute (8 to 29)
     assert rate[0.0] < rate[1.0] < rate[2.0]
@@ -273,7 +273,7 @@ def test_cli_passes_every_control(tmp_path, generator, sample_audio):
     assert res.returncode == 0, res.stderr[-1500:]
     from model_core.base.audio import load_audio
     expected = generator.generate(load_audio(wav), emotion={"surprised": 1.0}, head_motion=0.0, expressiveness=1.5,
-                                  brow_activity=2.0, blink_rate=0.0, hold_closures=False)
+                                  brow_activity=2.0, blink_rate=0.0, hold_closures=False).motion
     np.testing.assert_allclose(Motion.load(out).values, expected.values, atol=1e-5)
 
 

@@ -30,7 +30,7 @@ def test_trained_checkpoint_generates(tmp_path, tiny_corpus, sample_audio, train
     from model_core.model.checkpoint import load_checkpoint
     final = train(train_config(tiny_corpus, 2, "gen"))
     model, manifest, extra = load_checkpoint(final)
-    m = Generator(model, manifest, extra).generate(sample_audio[:16000 * 3], steps=2)
+    m = Generator(model, manifest, extra).generate(sample_audio[:16000 * 3], steps=2).motion
     assert m.values.shape == (75, 55)
 
 

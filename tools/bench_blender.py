@@ -49,8 +49,7 @@ s.audio_path = str(wav)
 t0 = time.perf_counter()
 bpy.ops.lalia.generate()
 total = time.perf_counter() - t0
-gen = lalia.engine.generator()
-tm = gen.last_timings
+tm = lalia.engine.last_generation["timings"]
 model_s = tm.audio + tm.encoder + tm.sampler
 report = {"audio_seconds": args.seconds, "scene_fps": 30, "operator_seconds": round(total, 3),
           "model_seconds": round(model_s, 3),

@@ -1,7 +1,8 @@
-"""Markdown tables for the README from the committed measurement reports in docs/.
+"""Markdown tables from the committed measurement reports in docs/*.json.
 
-    python tools/report_tables.py            # prints the quality, distillation and controls tables
-    python tools/report_tables.py --readme   # rewrites them in README.md between their markers
+    python tools/report_tables.py          # prints every table
+    python tools/report_tables.py --write  # rewrites them between their markers: the full tables in
+                                           # docs/results.md, the headline summary in README.md
 """
 import json
 import re
@@ -76,7 +77,8 @@ def controls():
     r = load("controls_default.json")
     w, rec, conf = r["emotion_keeps_words"], r["emotion_recognised"], r["emotion_confidence_by_intensity"]
     out = [f"{w['takes']} held-out takes, {w['bilabials']} bilabials; neutral closes "
-           f"{w['neutral']['bilabial_closure']:.1%} ({w['neutral']['model_alone']['bilabial_closure']:.1%} from the model "
+           f"{w['neutral']['bilabial_closure']:.1%} "
+           f"({w['neutral']['model_alone']['bilabial_closure']:.1%} from the model "
            "alone, without the closure layer).", ""]
     out += table(["emotion at intensity 1", "closure", "closure drop", "drop, model alone", "mouth corr. with neutral",
                   "corr. drop", "recognised", "confidence at 0.25 / 0.5 / 0.75 / 1"],
@@ -89,7 +91,8 @@ def controls():
     out += ["", f"Style follows the reference: {same['speakers']} held-out speakers, each one's first take the "
             f"reference for the same {same['clips']} held-out clips' words (neutral); target r ≥ 0.8. The slope is "
             "the generated amplitude per unit of the reference's (1: as much movement as the reference); the last "
-            "column correlates with the speaker's labelled style instead (head amount, articulation, brow activity).", ""]
+            "column correlates with the speaker's labelled style instead (head amount, articulation, "
+            "brow activity).", ""]
     names = ("head_motion", "articulation", "brow_activity")
     labelled = lambda row: " / ".join(str(row[f"{n}_r"]) for n in names)
     out += table(["", "head motion r", "slope", "articulation r", "slope", "brow raise r", "slope",
@@ -111,7 +114,8 @@ def controls():
     rows = []
     for name, p in pr["presets"].items():
         for m, d in p["described"].items():
-            rows.append([name, f"{d['direction']}: {pr['measures'][m]}", f"{d['value']:g} (average {pr['average'][m]:g})",
+            rows.append([name, f"{d['direction']}: {pr['measures'][m]}",
+                         f"{d['value']:g} (average {pr['average'][m]:g})",
                          f"{d['change']:+.0%}" if m != "asymmetry" else f"{d['change']:+.3f}",
                          f"{d['speakers_change']:+.0%}" if m != "asymmetry" else f"{d['speakers_change']:+.3f}",
                          "yes" if d["as_described"] else "**no**"])
@@ -119,9 +123,11 @@ def controls():
             "description names, beside its speakers' own difference (their style labels); as described when it "
             f"moves the described way by at least {pr['min_share_of_speakers_change']:.0%} of that.", ""]
     out += table(["preset", "property", "measured", "change", "its speakers", "as described"], rows)
-    out += [""] + table(["slider (0 → 2 in 5 steps)", "measured", "curve", "monotonic", "corpus motion (40 held-out takes)"],
+    out += [""] + table(["slider (0 → 2 in 5 steps)", "measured", "curve", "monotonic",
+                         "corpus motion (40 held-out takes)"],
                         [[name, v["measure"], " → ".join(f"{x:g}" for x in v["values"]),
-                          "yes" if v["monotonic"] else "**no**", f"{v['corpus']:g}"] for name, v in r["sliders"].items()])
+                          "yes" if v["monotonic"] else "**no**", f"{v['corpus']:g}"]
+                         for name, v in r["sliders"].items()])
     sw, ids = r["vae_swap"], r["identity_retrieval"]
     out += ["", f"AD-VAE code swap ({sw['pairs']} pairs, content of A + emotion of B): B's emotion recognised in "
             f"{sw['emotion_of_b_recognised']:.0%}, mouth correlation with A {sw['mouth_corr_with_a']}. "
@@ -153,7 +159,8 @@ def speed():
             f"((a) is timed over {d['method'].split(',')[0].replace('timed ', '')} and scaled to its "
             f"{d['passes']:,} passes)."]
     if "speedup_b_over_c" in r:
-        out[-1] += f" (b)/(c): sampler {r['speedup_b_over_c']['sampler']}×, end to end {r['speedup_b_over_c']['end_to_end']}×."
+        speedup = r["speedup_b_over_c"]
+        out[-1] += f" (b)/(c): sampler {speedup['sampler']}×, end to end {speedup['end_to_end']}×."
     if "long_over_short_time" in r:
         out[-1] += f" 10 min takes {r['long_over_short_time']}× the time of 1 min (10 = linear)."
     if "speech_encoder_options" in r:
@@ -172,18 +179,46 @@ def speed():
     return "\n".join(out)
 
 
+def summary():
+    """The README's headline numbers, one row each, with where the full table is."""
+    q, c = load("eval_default.json"), load("controls_default.json")
+    b, bb = load("bench.json"), load("bench_blender.json")
+    s, h = q["synthetic_test"], q["real_speech"]
+    words = c["emotion_keeps_words"]
+    worst = max(EMOTIONS, key=lambda e: words[e]["closure_drop_pct"])
+    same = c["style_follows_reference"]["same_words"]["shipped"]
+    rows = [
+        ("lips close on /p b m/, held-out synthetic voices", f"{s['bilabial_closure_pred']:.1%}"),
+        ("lip vertex error (LVE) / the animator's own spread", f"{s['lve']} mm / {s['animator_spread_lve']} mm"),
+        (f"real speech ({h['clips']} LibriVox clips): closure, sync offset",
+         f"{h['bilabial_closure']:.1%}, {h['sync_offset_ms']:.0f} ms"),
+        ("largest closure drop under an emotion at intensity 1", f"{words[worst]['closure_drop_pct']:+.1f}% ({worst})"),
+        ("emotions recognised at intensity 1", f"{min(c['emotion_recognised'].values()):.0%}"),
+        ("style follows a reference (same words): head / articulation / brows r",
+         f"{same['head_motion_r']} / {same['articulation_r']} / {same['brow_activity_r']}"),
+        ("60 s of speech, end to end on 2 CPU cores", f"{b['shipped']['wall_seconds']:.2f} s "
+         f"({b['shipped']['real_time_factor']}× real time)"),
+        (f"Generate in Blender {bb['blender']}, 60 s at {bb['scene_fps']} fps", f"{bb['operator_seconds']:.2f} s"),
+    ]
+    return "\n".join(table(["measure (shipped default model)", "value"], rows))
+
+
 TABLES = {"quality": quality, "distillation": distillation, "controls": controls, "speed": speed}
+WHERE = {**{name: "docs/results.md" for name in TABLES}, "summary": "README.md"}
+TABLES["summary"] = summary
+
+
+def write_between_markers(path: Path, name: str, text: str) -> None:
+    doc = path.read_text()
+    pattern = re.compile(rf"(<!-- {name} -->\n)(?:.*?\n)?(<!-- /{name} -->)", re.S)
+    if not pattern.search(doc):
+        raise SystemExit(f"{path.name} has no <!-- {name} --> ... <!-- /{name} --> markers")
+    path.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc))
+
 
 if __name__ == "__main__":
-    if "--readme" in sys.argv:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        for name, f in TABLES.items():
-            pattern = re.compile(rf"(<!-- {name} -->\n)(?:.*?\n)?(<!-- /{name} -->)", re.S)
-            if not pattern.search(text):
-                raise SystemExit(f"README.md has no <!-- {name} --> ... <!-- /{name} --> markers")
-            text = pattern.sub(lambda m: m.group(1) + f() + "\n" + m.group(2), text)
-        readme.write_text(text)
-    else:
-        for name, f in TABLES.items():
+    for name, f in TABLES.items():
+        if "--write" in sys.argv:
+            write_between_markers(ROOT / WHERE[name], name, f())
+        else:
             print(f"<!-- {name} -->\n{f()}\n<!-- /{name} -->\n")

@@ -46,7 +46,8 @@ _VOWEL_SHAPES = {
     "ah": _vec(jawOpen=0.42, mouthLowerDown_=0.15), "ao": _vec(jawOpen=0.45, mouthFunnel=0.35),
     "eh": _vec(jawOpen=0.33, mouthStretch_=0.2), "er": _vec(jawOpen=0.22, mouthFunnel=0.35, mouthPucker=0.2),
     "ih": _vec(jawOpen=0.22, mouthStretch_=0.25), "iy": _vec(jawOpen=0.13, mouthStretch_=0.4, mouthSmile_=0.12),
-    "uh": _vec(jawOpen=0.24, mouthFunnel=0.35, mouthPucker=0.2), "uw": _vec(jawOpen=0.14, mouthPucker=0.8, mouthFunnel=0.35),
+    "uh": _vec(jawOpen=0.24, mouthFunnel=0.35, mouthPucker=0.2),
+    "uw": _vec(jawOpen=0.14, mouthPucker=0.8, mouthFunnel=0.35),
     "ax": _vec(jawOpen=0.28), "ow": _vec(jawOpen=0.34, mouthFunnel=0.55, mouthPucker=0.3),
 }
 _DIPHTHONGS = {"aw": ("aa", "uw"), "ay": ("aa", "iy"), "ey": ("eh", "iy"), "oy": ("ao", "iy")}

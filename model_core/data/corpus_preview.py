@@ -40,7 +40,8 @@ def preview(corpus_root: Path | None, out: Path, split: str = "test") -> list[Pa
         fr, _ = _key_frames(ph, T)
         motions.append(m)
         frames.append(fr)
-        labels.append(f"{emo}: frames {fr} = " + " ".join(p[0] for p in ph if min(T - 1, int(round((p[1] + p[2]) / 2 * 25))) in fr))
+        mid_frame = lambda p: min(T - 1, int(round((p[1] + p[2]) / 2 * 25)))
+        labels.append(f"{emo}: frames {fr} = " + " ".join(p[0] for p in ph if mid_frame(p) in fr))
     written.append(contact_sheet(motions, frames, labels, out / "emotions.png", size=180))
     # 2. takes from a built corpus
     if corpus_root is not None:

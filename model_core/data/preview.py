@@ -45,7 +45,8 @@ def render_frame(head: HeadAsset, frame: np.ndarray, size: int = 256, zoom: floa
     centre = head.vertices[head.landmarks["noseTip"]] * np.array([0, 0, 1])
     half = (0.07 if crop == "mouth" else 0.13) / zoom
     if crop == "mouth":
-        centre = (head.vertices[head.landmarks["upperLipInner"]] + head.vertices[head.landmarks["chin"]]) / 2 * np.array([0, 0, 1])
+        lip, chin = head.vertices[head.landmarks["upperLipInner"]], head.vertices[head.landmarks["chin"]]
+        centre = (lip + chin) / 2 * np.array([0, 0, 1])
     xy = np.stack([p[..., 0] - centre[0], centre[2] - p[..., 2]], -1)  # camera looks along +Y
     xy = (xy / (2 * half) + 0.5) * size
     order = np.argsort(-p[..., 1].mean(1))  # far (large y) first

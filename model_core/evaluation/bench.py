@@ -67,7 +67,8 @@ def diffposetalk_sampler_seconds(n_frames: int, sample_passes: int = 6) -> dict:
     x = torch.randn(B, cfg.window, cfg.motion_dim)
     on = torch.ones(B, dtype=torch.bool)
     kw = dict(audio=torch.randn(B, cfg.window, cfg.audio_dim), prior=torch.zeros(B, cfg.window, cfg.motion_dim),
-              prev=torch.zeros(B, cfg.prev, cfg.motion_dim), has_prev=on, emotion=torch.zeros(B, cfg.window, cfg.emotion_dim),
+              prev=torch.zeros(B, cfg.prev, cfg.motion_dim), has_prev=on,
+              emotion=torch.zeros(B, cfg.window, cfg.emotion_dim),
               style=torch.zeros(B, cfg.style_dim), valid=torch.ones(B, cfg.window, dtype=torch.bool),
               audio_on=on, emotion_on=on, style_on=on)
     net(x, torch.zeros(B, dtype=torch.long), **kw)  # warm-up
@@ -86,11 +87,11 @@ def time_generation(gen, wav: Path, length: float, out_dir: Path) -> dict:
     """One end-to-end run: decode, encode, sample, write an npz."""
     with PeakMemory() as mem:
         t0 = time.perf_counter()
-        motion = gen.generate(wav)
+        result = gen.generate(wav)
         t1 = time.perf_counter()
-        motion.save(out_dir / "out.npz")
+        result.motion.save(out_dir / "out.npz")
         t2 = time.perf_counter()
-    tm = gen.last_timings
+    tm = result.timings
     total = t2 - t0
     return {"audio_seconds": length, "wall_seconds": round(total, 3), "real_time_factor": round(length / total, 1),
             "split_seconds": {"audio_decoding": round(tm.audio, 3), "speech_encoder": round(tm.encoder, 3),
@@ -98,7 +99,7 @@ def time_generation(gen, wav: Path, length: float, out_dir: Path) -> dict:
             "sampler_share": round(tm.sampler / total, 3), "steps": gen.manifest["sampler"]["steps"],
             "distilled": any(r["kind"] != "adapt" for r in gen.manifest.get("distillation", [])),
             "peak_memory_MB": round(mem.peak, 0),
-            "frames": motion.num_frames}
+            "frames": result.motion.num_frames}
 
 
 @contextlib.contextmanager
@@ -147,7 +148,8 @@ def speech_encoder_options(encoder, audio: np.ndarray, repeats: int = 3) -> list
         reference = f if reference is None else reference
         cos = torch.nn.functional.cosine_similarity(f.flatten(0, 1), reference.flatten(0, 1), dim=-1)
         rows.append({"option": what, "seconds": round(float(np.median(times[1:])), 3),
-                     "feature_cosine_mean": round(float(cos.mean()), 4), "feature_cosine_min": round(float(cos.min()), 4)})
+                     "feature_cosine_mean": round(float(cos.mean()), 4),
+                     "feature_cosine_min": round(float(cos.min()), 4)})
     return rows
 
 

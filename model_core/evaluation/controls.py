@@ -94,7 +94,7 @@ def emotion_renditions(gen, test_takes, clf: EmotionClassifier, vm: VertexMetric
     for k, e in enumerate(EMOTIONS):
         hits, closed, n = [], 0.0, 0
         for t in test_takes:
-            v = gen.generate(t.audio, emotion={e: 1.0}, seed=seed).values
+            v = gen.generate(t.audio, emotion={e: 1.0}, seed=seed).motion.values
             hits.append(clf.predict_proba(clip_features(v)).argmax(1) == k)
             share, nb = bilabial_closure(vm.gap(v[: len(t.motion)]), t.phones)
             closed, n = closed + (share * nb if nb else 0.0), n + nb
@@ -151,20 +151,21 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
     n_bil = 0
     for take in test:
         audio = take.audio
-        neutral = gen.generate(audio, emotion={"neutral": 1.0}, seed=seed).values
-        neutral2 = gen.generate(audio, emotion={"neutral": 1.0}, seed=seed + 1).values
+        neutral = gen.generate(audio, emotion={"neutral": 1.0}, seed=seed).motion.values
+        neutral2 = gen.generate(audio, emotion={"neutral": 1.0}, seed=seed + 1).motion.values
         T = min(len(neutral), len(take.motion))
         g0, g1 = vm.gap(neutral[:T]), vm.gap(neutral2[:T])
         c0, nb = bilabial_closure(g0, take.phones)
         n_bil += nb
         base_corr = float(np.corrcoef(g0, g1)[0, 1])
-        alone = lambda e: bilabial_closure(vm.gap(gen.generate(audio, emotion={e: 1.0}, seed=seed,
-                                                               hold_closures=False).values[:T]), take.phones)[0] * nb
+        alone_gap = lambda e: vm.gap(gen.generate(audio, emotion={e: 1.0}, seed=seed,
+                                                  hold_closures=False).motion.values[:T])
+        alone = lambda e: bilabial_closure(alone_gap(e), take.phones)[0] * nb
         words.setdefault("neutral", []).append((c0 * nb, base_corr, nb, alone("neutral")))
         recog.setdefault("neutral", []).append(clf.predict_proba(clip_features(neutral)).argmax(1) == 0)
         for k, e in enumerate(EMOTIONS[1:], start=1):
             for level in (0.25, 0.5, 0.75, 1.0):
-                v = gen.generate(audio, emotion={e: level}, seed=seed).values
+                v = gen.generate(audio, emotion={e: level}, seed=seed).motion.values
                 p = clf.predict_proba(clip_features(v))
                 intensity_curve[e].append((level, float(p[:, k].mean())))
                 if level == 1.0:
@@ -203,8 +204,8 @@ def evaluate_controls(gen, corpus_root, takes: int = 8, seed: int = 0) -> dict:
     for name, (what, measure) in SLIDER_MEASURES.items():
         vals = []
         for level in SLIDER_STEPS:
-            vals.append(float(np.mean([measure(gen.generate(t.audio, seed=seed, style="average", **{name: level}).values, vm)
-                                       for t in test[:4]])))
+            run = lambda t: gen.generate(t.audio, seed=seed, style="average", **{name: level}).motion.values
+            vals.append(float(np.mean([measure(run(t), vm) for t in test[:4]])))
         d = np.diff(vals)
         corpus_value = float(np.mean([measure(t.motion, vm) for t in held_out]))
         sliders[name] = {"measure": what, "levels": list(SLIDER_STEPS), "values": [float(f"{x:.4g}") for x in vals],
@@ -244,7 +245,7 @@ def _style_follows_reference(gen, corpus: Corpus, vm: VertexMetrics, seed: int, 
     ref_amp = np.array([_amplitudes(by_speaker[s][0].motion, vm) for s in speakers])
 
     def amplitudes(audios, emotions, spk, **kw) -> np.ndarray:
-        return np.mean([_amplitudes(gen.generate(a, emotion=e, style=reference[spk], seed=seed, **kw).values, vm)
+        return np.mean([_amplitudes(gen.generate(a, emotion=e, style=reference[spk], seed=seed, **kw).motion.values, vm)
                         for a, e in zip(audios, emotions)], axis=0)
 
     def follow(ref: np.ndarray, out: np.ndarray, slope: bool = True) -> dict:
@@ -260,7 +261,8 @@ def _style_follows_reference(gen, corpus: Corpus, vm: VertexMetrics, seed: int, 
     audios, neutral = [t.audio for t in clips], [{"neutral": 1.0}] * len(clips)
     shipped = np.array([amplitudes(audios, neutral, s) for s in speakers])
     alone = np.array([amplitudes(audios, neutral, s, match_reference=False) for s in speakers])
-    label = np.array([[corpus.styles[s][STYLE_FIELDS.index(f)] for f in ("head_amount", "articulation", "brow_activity")]
+    labelled = ("head_amount", "articulation", "brow_activity")
+    label = np.array([[corpus.styles[s][STYLE_FIELDS.index(f)] for f in labelled]
                       for s in speakers])
     same_words = {"speakers": len(speakers), "clips": len(clips),
                   "shipped": follow(ref_amp, shipped), "model_alone": follow(ref_amp, alone),
@@ -290,7 +292,7 @@ def _presets(gen, corpus: Corpus, takes, vm: VertexMetrics, seed: int) -> dict:
     P = np.stack([corpus.styles[s["id"]] for s in corpus.manifest["speakers"] if s["split"] == "train"])
 
     def measured(style) -> dict:
-        runs = [gen.generate(t.audio, emotion={"neutral": 1.0}, style=style, seed=seed).values for t in takes]
+        runs = [gen.generate(t.audio, emotion={"neutral": 1.0}, style=style, seed=seed).motion.values for t in takes]
         return {m: float(np.mean([MEASURES[m][1](v, vm) for v in runs])) for m in PRESET_MEASURES.values()}
     average = measured("average")
     out = {"takes": len(takes), "min_share_of_speakers_change": round(PRESET_MIN_SHARE, 3),
@@ -298,7 +300,7 @@ def _presets(gen, corpus: Corpus, takes, vm: VertexMetrics, seed: int) -> dict:
            "average": {m: float(f"{x:.4g}") for m, x in average.items()}, "presets": {}}
     def change(x: float, base: float, m: str) -> float:
         return x - base if m == "asymmetry" else x / base - 1.0
-    for name in sorted(gen.presets):
+    for name in sorted(gen.conditions.presets):
         values = measured(name)
         dirs = PRESETS.get(name, ("", {}))[1]
         top = preset_speakers(P, dirs)
@@ -312,7 +314,7 @@ def _presets(gen, corpus: Corpus, takes, vm: VertexMetrics, seed: int) -> dict:
             described[m] = {"direction": "up" if sign > 0 else "down", "value": float(f"{values[m]:.4g}"),
                             "change": round(float(ours), 3), "speakers_change": round(float(speakers), 3),
                             "as_described": bool(sign * ours >= PRESET_MIN_SHARE * abs(speakers))}
-        out["presets"][name] = {"description": gen.preset_descriptions.get(name, ""), "described": described,
+        out["presets"][name] = {"description": gen.conditions.preset_descriptions.get(name, ""), "described": described,
                                 "as_described": all(d["as_described"] for d in described.values())}
     return out
 

@@ -165,8 +165,8 @@ def emotion_shift(w: np.ndarray, emotion: np.ndarray) -> dict:
 
 
 def _joins(generator, T: int) -> list[int]:
-    from ..inference.generator import OVERLAP
-    starts = generator.window_starts(T)[1:]
+    from ..inference.windows import OVERLAP, window_starts
+    starts = window_starts(T, generator.cfg.window)[1:]
     return sorted(set(starts) | {s + min(OVERLAP, generator.cfg.window // 4) for s in starts})
 
 
@@ -182,7 +182,8 @@ def evaluate_corpus(generator, corpus_root, max_takes: int = 24, steps: int | No
         if i >= max_takes:
             break
         # the average style: each take has its own speaker's style, which the audio doesn't tell
-        preds = [generator.generate(take.audio, emotion=take.emotion, steps=steps, seed=s, style="average").values
+        preds = [generator.generate(take.audio, emotion=take.emotion, steps=steps, seed=s,
+                                    style="average").motion.values
                  for s in seeds]
         pred, gt = preds[0], take.motion
         T = min(len(pred), len(gt))
@@ -202,7 +203,9 @@ def evaluate_corpus(generator, corpus_root, max_takes: int = 24, steps: int | No
         rows.append({"lve": vm.lve(pred, gt), "mod": vm.mod(pred, gt), "fdd": vm.fdd(pred, gt),
                      "ba_pred": beat_alignment(pred[:, 52:55], take.audio),
                      "ba_gt": beat_alignment(gt[:, 52:55], take.audio),
-                     "diversity_mm": float(np.linalg.norm(vm.verts(preds[0][:T], vm.lips) - vm.verts(preds[1][:T], vm.lips), axis=-1).mean()) if len(preds) > 1 else float("nan"),
+                     "diversity_mm": float(np.linalg.norm(vm.verts(preds[0][:T], vm.lips)
+                                                          - vm.verts(preds[1][:T], vm.lips), axis=-1).mean())
+                     if len(preds) > 1 else float("nan"),
                      "boundary_ratio": boundary_ratio(pred, _joins(generator, len(pred))),
                      "sync_offset_ms": sync_offset_ms(gp, take.phones)})
         emo_all_p.append(pred[:, :52])
@@ -222,7 +225,8 @@ def evaluate_corpus(generator, corpus_root, max_takes: int = 24, steps: int | No
         "bilabials": n_bil,
         "bilabial_closure_pred": round(sum(closure_p) / max(n_bil, 1), 3),
         "bilabial_closure_gt": round(sum(closure_gt) / max(n_bil, 1), 3),
-        "emotion_shift": {e: {"pred": round(sp.get(e, float("nan")), 3), "gt": round(sg.get(e, float("nan")), 3)} for e in sg},
+        "emotion_shift": {e: {"pred": round(sp.get(e, float("nan")), 3), "gt": round(sg.get(e, float("nan")), 3)}
+                          for e in sg},
     }
 
 
@@ -265,7 +269,7 @@ def evaluate_real_speech(generator, steps: int | None = None) -> dict:
         a = int(seg["start_s"] * 16000)
         clip = audio[a: a + int(seg["duration_s"] * 16000)]
         phones = align_phones(clip, seg["text"])
-        m = generator.generate(clip, steps=steps, seed=0)
+        m = generator.generate(clip, steps=steps, seed=0).motion
         gap = vm.gap(m.values)
         c, nb = bilabial_closure(gap, phones)
         if nb:

@@ -59,17 +59,26 @@ def _sample(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, timesteps: S
     return x
 
 
+def ddim_step(x: torch.Tensor, x0: torch.Tensor, ab: torch.Tensor, ab_next: torch.Tensor, eta: float = 0.0,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """One DDIM step (Song et al. 2021): from x at alpha_bar `ab` to `ab_next`, given the x0
+    prediction. eta=0 is deterministic (the sampler's and distillation's step); eta=1 matches
+    DDPM's variance."""
+    eps = _eps_from_x0(x, x0, ab)
+    if eta == 0:
+        return ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+    sigma = eta * ((1 - ab_next) / (1 - ab) * (1 - ab / ab_next)).clamp(min=0).sqrt()
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return ab_next.sqrt() * x0 + (1 - ab_next - sigma ** 2).clamp(min=0).sqrt() * eps + sigma * noise
+
+
 def sample_ddim(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, timesteps: Sequence[int],
                 generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
     """DDIM (Song et al. 2021) over the given timesteps; eta=0 is deterministic.
 
     x: pure noise at timesteps[0]. Returns the final x0 prediction.
     """
-    def step(x, x0, ab, ab_prev):
-        eps = _eps_from_x0(x, x0, ab)
-        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp(min=0).sqrt()
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if eta > 0 else 0
-        return ab_prev.sqrt() * x0 + (1 - ab_prev - sigma ** 2).clamp(min=0).sqrt() * eps + sigma * noise
+    step = lambda x, x0, ab, ab_next: ddim_step(x, x0, ab, ab_next, eta, generator)
     return _sample(denoise, x, schedule, timesteps, step)
 
 
@@ -81,23 +90,26 @@ def sample_ddpm(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, timestep
         alpha = ab / ab_prev  # the effective one-step alpha between the two timesteps
         mean = (ab_prev.sqrt() * (1 - alpha) / (1 - ab)) * x0 + (alpha.sqrt() * (1 - ab_prev) / (1 - ab)) * x
         var = (1 - ab_prev) / (1 - ab) * (1 - alpha)
-        return mean + var.clamp(min=0).sqrt() * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return mean + var.clamp(min=0).sqrt() * noise
     return _sample(denoise, x, schedule, timesteps, step)
 
 
 SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm}
 
 
-def guided(branches: Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]],
-           scales: Sequence[float]) -> Denoiser:
-    """Incremental classifier-free guidance (DiffPoseTalk's form, one scale per condition).
+def guided_batch(denoise_branches: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                 t: torch.Tensor, n_branches: int, scales) -> torch.Tensor:
+    """Incremental classifier-free guidance (DiffPoseTalk's form) with its branches in one batch.
 
-    `branches(x, t)` returns predictions [D_0, D_1, ..., D_k] with conditions added one at a
-    time (D_0 unconditional, D_k fully conditioned). Result:
-        D_0 + sum_i scales[i] * (D_{i+1} - D_i)
-    With every scale 1 this is D_k.
+    The branches D_0 .. D_k add the conditions one at a time (D_0 unconditional, D_k fully
+    conditioned; n_branches = k + 1). x and t are repeated branch-major, so `denoise_branches`
+    sees n_branches x B examples and holds its conditions in the same order; its output is split
+    back into the branches and combined by `combine_incremental`. One branch (all scales 1, or a
+    guidance-distilled student) is just that branch.
     """
-    return lambda x, t: combine_incremental(branches(x, t), scales)
+    preds = denoise_branches(torch.cat([x] * n_branches), torch.cat([t] * n_branches))
+    return combine_incremental(preds.chunk(n_branches), scales)
 
 
 def combine_incremental(preds: Sequence[torch.Tensor], scales) -> torch.Tensor:

@@ -33,7 +33,8 @@ FRAME = SAMPLE_RATE // 50  # samples per Whisper output frame (50 Hz)
 SEAM_FADE = 5  # Whisper frames cross-faded on each side of a seam (0.1 s)
 FEATURE_DIM = 384
 FEATURE_FPS = 25.0
-_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}  # CTranslate2 DataType codes
+# CTranslate2 DataType codes
+_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}
 
 
 # ---- weights ----------------------------------------------------------------------------

@@ -349,8 +349,9 @@ def solve_retarget(src_disp: np.ndarray, dst: FlameRigData, dst_idx: np.ndarray,
         sum_j |expdirs_j e_k + jaw_j(w_k) - d_kj|^2 + reg a_e |e_k|^2 + jaw_reg a_w |w_k|^2
     where d_kj is shape k's displacement at pair j (src_disp: K x J x 3, already aligned),
     jaw_j(w) = jaw_weight_j (R(w) - I)(v_j - jaw_joint) (linear blend skinning), and a_e, a_w
-    the mean diagonal of the normal equations for each block (so `reg` is scale-free). Ridge least squares with the jaw linearised (R(w) r ~ r + w x r), then
-    Gauss-Newton steps on the jaw angle, each with the expression re-solved. -> (K x N, K x 3)."""
+    the mean diagonal of the normal equations for each block (so `reg` is scale-free). Ridge
+    least squares with the jaw linearised (R(w) r ~ r + w x r), then Gauss-Newton steps on the
+    jaw angle, each with the expression re-solved. -> (K x N, K x 3)."""
     E = dst.expdirs[dst_idx]                               # J x 3 x N
     r = dst.vertices[dst_idx] - dst.jaw_joint              # J x 3
     wj = dst.jaw_weights[dst_idx][:, None, None]           # J x 1 x 1

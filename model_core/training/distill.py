@@ -37,7 +37,7 @@ import torch
 from ..base.errors import LaliaError
 from ..data.dataset import WindowSampler, load_split
 from ..model.checkpoint import load_checkpoint, save_checkpoint, weights_sha256
-from ..model.diffusion import combine_incremental, cosine_schedule, spaced_timesteps
+from ..model.diffusion import cosine_schedule, ddim_step, guided_batch, spaced_timesteps
 from ..model.networks import LaliaModel
 from .train import TrainConfig, _lr, denoiser_conditions
 
@@ -70,18 +70,11 @@ def _guided_x0(model: LaliaModel, x, t, cond: dict, scales: torch.Tensor, prior_
     B = len(x)
     on = torch.ones(B, dtype=torch.bool, device=x.device)
     flags = [(~on, ~on, ~on), (on, ~on, ~on), (on, on, ~on), (on, on, cond["style_on"])]
-    rep = lambda v: torch.cat([v] * 4)
-    kw = {k: rep(v) for k, v in cond.items() if k not in ("audio_on", "emotion_on", "style_on", "prior")}
+    kw = {k: torch.cat([v] * 4) for k, v in cond.items() if k not in ("audio_on", "emotion_on", "style_on", "prior")}
     kw["prior"] = torch.cat([prior_neutral, prior_neutral, cond["prior"], cond["prior"]])
     for j, name in enumerate(("audio_on", "emotion_on", "style_on")):
         kw[name] = torch.cat([f[j] for f in flags])
-    return combine_incremental(den(rep(x), rep(t), **kw).chunk(4), scales.view(B, 3, 1, 1).unbind(1))
-
-
-def _ddim_step(x, x0, ab, ab_next):
-    """Deterministic DDIM (eta 0) from x at alpha_bar `ab` to `ab_next`, given x0."""
-    eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
-    return ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+    return guided_batch(lambda xs, ts: den(xs, ts, **kw), x, t, 4, scales.view(B, 3, 1, 1).unbind(1))
 
 
 def _depth_init(student: LaliaModel, teacher: LaliaModel) -> None:
@@ -189,7 +182,7 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
             if adapt is not None:  # the same conditions, but the prior from the student's AD-VAE
                 code = torch.where(cond["emotion_on"].view(B, 1, 1), cond["emotion"],
                                    student.neutral_code().expand_as(cond["emotion"]))
-                cond["prior"] = student.vae.decode(student.content_prior(b["audio"]), code)
+                cond["prior"] = student.prior(b["audio"], code)
         pred = student.denoiser(x_t, t, guidance=scales, **cond)
         vm = b["valid"].unsqueeze(-1).float()
         loss = (((pred - target) ** 2) * vm).sum() / (vm.sum() * pred.shape[-1])
@@ -233,8 +226,9 @@ def _take_vae(student: LaliaModel, path) -> None:
 
 def _teacher_target(teacher, x_t, i, cond, scales, prior_neutral, ts_teacher, ts_student, ab, same_steps):
     """The x0 a student must predict at its i-th timestep: the teacher's own x0 (guidance and
-    depth rounds, at the teacher's steps), or the x0 that takes one DDIM step to the student's next timestep exactly where
-    two teacher steps go (progressive round; at the student's last step, the teacher's final x0)."""
+    depth rounds, at the teacher's steps), or the x0 that takes one DDIM step to the student's
+    next timestep exactly where two teacher steps go (progressive round; at the student's last
+    step, the teacher's final x0)."""
     tt = torch.tensor(ts_teacher)
     k = i * (len(ts_teacher) // len(ts_student))
     col = lambda v: v.view(-1, 1, 1)
@@ -242,11 +236,11 @@ def _teacher_target(teacher, x_t, i, cond, scales, prior_neutral, ts_teacher, ts
     if same_steps:
         return x0
     a_t, a_mid = col(ab[tt[k]]), col(ab[tt[k + 1]])
-    x_mid = _ddim_step(x_t, x0, a_t, a_mid)
+    x_mid = ddim_step(x_t, x0, a_t, a_mid)
     x0_mid = _guided_x0(teacher, x_mid, tt[k + 1], cond, scales, prior_neutral)
     last = k + 2 >= len(ts_teacher)
     a_next = col(ab[tt[(k + 2).clamp(max=len(ts_teacher) - 1)]])
-    x_next = _ddim_step(x_mid, x0_mid, a_mid, a_next)
+    x_next = ddim_step(x_mid, x0_mid, a_mid, a_next)
     # solve DDIM(x_t, x0~, t -> t_next) = x_next for x0~
     ratio = ((1 - a_next) / (1 - a_t)).sqrt()
     solved = (x_next - ratio * x_t) / (a_next.sqrt() - ratio * a_t.sqrt())
@@ -272,13 +266,14 @@ def quality(gen, corpus, takes: int = 16) -> dict:
                              VertexMetrics())
     others = [emo[e] for e in emo if e != "neutral"]
     t0 = time.perf_counter()
-    gen.generate(np.zeros(60 * 16000, np.float32) + 1e-3)
+    timings = gen.generate(np.zeros(60 * 16000, np.float32) + 1e-3).timings
     return {"steps": gen.manifest["sampler"]["steps"], "lve_mm": syn["lve"],
             "bilabial_closure": syn["bilabial_closure_pred"], "sync_offset_ms": syn["sync_offset_ms"],
             "real_bilabial_closure": real["bilabial_closure"], "real_sync_offset_ms": real["sync_offset_ms"],
             "emotion_recognised": round(float(np.mean([r["recognised"] for r in emo.values()])), 3),
-            "emotion_bilabial_closure": round(sum(r["closed"] for r in others) / max(1, sum(r["bilabials"] for r in others)), 3),
-            "sampler_seconds_60s": round(gen.last_timings.sampler, 3),
+            "emotion_bilabial_closure": round(sum(r["closed"] for r in others)
+                                              / max(1, sum(r["bilabials"] for r in others)), 3),
+            "sampler_seconds_60s": round(timings.sampler, 3),
             "total_seconds_60s": round(time.perf_counter() - t0, 3)}
 
 
@@ -290,8 +285,8 @@ def within(row: dict, ref: dict, tolerance: float = 0.05) -> bool:
 
 def _style_space(teacher_path) -> dict:
     """The teacher's description of the style space (presets, slider directions, identity
-    styles, the presets' and identities' amounts). Students share its frozen style encoder and identity library, so a teacher
-    re-shipped after distillation passes its description on to them."""
+    styles, the presets' and identities' amounts). Students share its frozen style encoder and
+    identity library, so a teacher re-shipped after distillation passes its description on to them."""
     from .ship import STYLE_EXTRAS
     return {k: v for k, v in load_checkpoint(teacher_path)[2].items() if k.startswith(STYLE_EXTRAS)}
 

@@ -73,7 +73,7 @@ def test_generate_keys_evaluate_to_generated_values(scene, addon, speech_wav):
     assert len(acts) == 1
     # the same motion, straight from the core, resampled to 30 fps
     gen = addon.engine.generator()
-    motion = gen.generate(str(speech_wav), emotion={"happy": 0.5}, seed=0).resample(30.0)
+    motion = gen.generate(str(speech_wav), emotion={"happy": 0.5}, seed=0).motion.resample(30.0)
     key = obj.data.shape_keys.key_blocks
     arm = obj.parent
     R = addon.rig.head_rotations_local(np.stack([motion.channel(c) for c in ("headPitch", "headYaw", "headRoll")], 1),
@@ -234,7 +234,8 @@ def test_partial_arkit_rig_gets_the_shapes_it_has(scene, speech_wav):
             paths |= {fc.data_path for fc in cb.fcurves}
     else:
         paths = {fc.data_path for fc in act.fcurves}
-    assert paths == {'key_blocks["JawOpen"].value', 'key_blocks["eyeBlink_L"].value', 'key_blocks["mouthSmile_R"].value'}
+    assert paths == {'key_blocks["JawOpen"].value', 'key_blocks["eyeBlink_L"].value',
+                     'key_blocks["mouthSmile_R"].value'}
 
 
 # ---- FLAME heads ------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def test_generate_on_flame_head_through_the_retarget(scene, addon, flame_pkl, sp
     bpy.ops.lalia.generate()
     cached = obj[addon.flame_rig.RETARGET_PROP]
     assert cached["n_exp"] == 50 and cached["pairs"] > 1000
-    motion = addon.engine.generator().generate(str(speech_wav), seed=0)
+    motion = addon.engine.generator().generate(str(speech_wav), seed=0).motion
     fm = addon.operators.motion_for_rig(motion, obj, obj.parent).resample(30.0)
     key = obj.data.shape_keys.key_blocks
     jaw = obj.parent.pose.bones["jaw"]

@@ -1,0 +1,79 @@
+"""What a generation is asked for, and what it gives back.
+
+`GenerationOptions` is the one description of a generation beside its audio: the Python API,
+the CLI and the Blender panel all build one. `Generation` is the result: the motion and what
+was decided along the way (matched identities, gains, timings), returned to the caller rather
+than kept on a generator that other threads share.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..base.errors import LaliaError
+from ..base.motion import Motion
+
+
+@dataclass(frozen=True, eq=False)
+class GenerationOptions:
+    """Everything but the audio. Defaults are the shipped model's defaults.
+
+    emotion: {'happy': 0.7, ...}, an (8,) vector, or a T x 8 curve (per frame at 25 fps);
+        mixed through the learned emotion prototypes into an emotion code.
+    emotion_from_voice: infer the emotion curve from the audio (used when no emotion given).
+    emotion_reference: a Motion or motion file whose emotion code is copied (overrides the rest).
+    style: None/"auto" (the identity that best matches the voice), "average", a preset name,
+        reference motion (npz/csv/Motion) or a style vector.
+    steps, sampler, guidance: the sampler (None: the model's defaults).
+    seed: the variation seed (noise, blinks and brow flashes).
+    head_motion, expressiveness, brow_activity: style sliders, 0..2 (1 = as the style is),
+        each moving the style along its fitted direction; head_motion and brow_activity also
+        scale the head movement and the brow raises by their value times the style's own
+        amount (a preset's or the matched identity's; see `amplitude.py`), and brow_activity
+        sets the height of the eyebrow flashes on loud syllables (`gestures.py`).
+    blink_rate: 0..2 x the usual blink rate of the blink layer (see `gestures.py`).
+    match_reference: with a motion reference as the style, give the generated head, mouth and
+        brows the reference's amount of movement (the denoiser alone follows it only in part).
+    hold_closures: close the lips wherever the words' neutral mouth closes them briefly, so no
+        emotion opens a /p b m/ (see `closures.py`); off gives the model's mouth alone.
+    """
+    emotion: Any = None
+    emotion_from_voice: bool = False
+    emotion_reference: Any = None
+    style: Any = None
+    steps: int | None = None
+    seed: int = 0
+    sampler: str | None = None
+    guidance: dict | None = None
+    head_motion: float = 1.0
+    expressiveness: float = 1.0
+    brow_activity: float = 1.0
+    blink_rate: float = 1.0
+    match_reference: bool = True
+    hold_closures: bool = True
+
+    def replace(self, **changes) -> GenerationOptions:
+        """A copy with some options changed; unknown names are an error, not ignored."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise LaliaError(f"Unknown generation option(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class Timings:
+    """Seconds spent loading audio, encoding speech and sampling (the priors included)."""
+    audio: float = 0.0
+    encoder: float = 0.0
+    sampler: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Generation:
+    """A generation's result: the motion, what was decided (matched identities, the emotion
+    mix, the gains of the amplitude layer) and how long each stage took."""
+    motion: Motion
+    info: dict = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
