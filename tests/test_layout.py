@@ -106,3 +106,23 @@ def test_lean_zip_runtime_imports_alone(lean_zip, tmp_path):
             "('data', 'training', 'evaluation', 'cli')]; print('ok')")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_the_package_declares_the_lalia_command_and_runtime_dependencies():
+    """pyproject's `lalia` command is the CLI's main, and the runtime dependencies are exactly
+    what the runtime rooms import from outside the standard library (plus numpy's scipy use)."""
+    import importlib
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    module, func = project["scripts"]["lalia"].split(":")
+    assert callable(getattr(importlib.import_module(module), func))
+    third_party = set()
+    for room in RUNTIME:
+        for path in (CORE / room).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+                third_party |= {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"model_core"}
+    declared = {d.split(">")[0].split("=")[0].split("[")[0] for d in project["dependencies"]}
+    assert third_party <= declared, f"runtime imports not declared as dependencies: {third_party - declared}"
+    assert {"train", "dev"} <= set(project["optional-dependencies"])

@@ -2,30 +2,27 @@
 in plain code.
 
 The denoiser follows the style vector's speaking energy (articulation) but hardly its head
-amount or brow activity: moving the style along the fitted head-motion direction from 0 to 2
-changed the generated head motion by 1%, and a reference clip's head motion correlated with the
-generated one at r = 0.15 (docs/controls_default.json before this layer). So these two amounts
-are applied here, after sampling, where they cannot fail to act:
+amount or brow activity, so those amounts are applied here, after sampling, where they cannot
+fail to act (docs/architecture.md says what was measured before this layer):
 
 - head rotation is first smoothed as the corpus smooths it (the few-step sampler leaves a
-  frame-to-frame shake in it, 2.8 times the corpus's frame-to-frame head movement);
+  frame-to-frame shake in it);
 - head motion is scaled about the clip's median pose (so a held pose, such as the head an
-  emotion lowers, stays where it is and only the movement grows or shrinks), by the Head motion slider and, with
-  a motion reference, by how much more or less the reference's head moves than the generated
-  head (RMS frame-to-frame rotation, which pose offsets barely touch);
+  emotion lowers, stays where it is and only the movement grows or shrinks), by the Head
+  motion slider and, with a motion reference, by how much more or less the reference's head
+  moves than the generated head (RMS frame-to-frame rotation, which pose offsets barely touch);
 - brow raises (the brows above their resting level, which is what remains after removing
   every bump shorter than 2 s: the resting brow an emotion sets) are scaled by the Brow
   activity slider and, with a motion reference, to the reference's mean brow raise;
 - with a motion reference, articulation (the jaw and lip channels above their resting level)
   is scaled so the lips open and close as fast as the reference's do (RMS frame-to-frame
-  change of the inner lip gap): the model alone under-articulates a lively speaker's
-  reference (r = 0.60 between the reference's and the generated lip-gap spread over the
-  held-out speakers). `closures.keep_closures` runs after this, so a larger mouth still
-  closes on its bilabials;
+  change of the inner lip gap), since the model alone under-articulates a lively speaker's
+  reference. `closures.keep_closures` runs after this, so a larger mouth still closes on its
+  bilabials;
 - a style preset or a library identity brings its speakers' amounts (`ship.AMOUNTS`: head
   motion and brow activity as ratios to the average speaker's, which multiply the sliders, and
-  the mouth's side asymmetry, one side's movement grown and the other's shrunk): from the
-  style vector alone, the "calm" and "animated" presets' heads moved within 15% of each other.
+  the mouth's side asymmetry, one side's movement grown and the other's shrunk), which the
+  style vector alone barely conveys.
 """
 from __future__ import annotations
 

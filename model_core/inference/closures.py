@@ -2,10 +2,9 @@
 
 The denoiser adds an emotion's face on top of the mouth the speech asks for, and for emotions
 that open the jaw (surprised; disgusted raises the upper lip) that face can hold the lips apart
-through a /p b m/: at intensity 1 the shipped model closed 12% fewer bilabials surprised than
-neutral. The content prior's neutral decoding (what the face does for the words alone, the
-AD-VAE's content code with the neutral emotion code) knows where the words close the lips: it
-closes 94% of the corpus's held-out bilabials by itself. So wherever it closes the lips for a
+through a /p b m/. The content prior's neutral decoding (what the face does for the words
+alone, the AD-VAE's content code with the neutral emotion code) knows where the words close the
+lips, so wherever it closes the lips for a
 moment in speech, the generated mouth's articulation channels are blended into its own there,
 feathered over a few frames; the emotion keeps every other channel and every other frame.
 A long closure is the mouth at rest, which the emotion is free to set (a surprised face

