@@ -86,7 +86,23 @@ def generation_options(a):
         emotion=_parse_emotions(a.emotion), emotion_from_voice=a.emotion_from_voice,
         emotion_reference=a.emotion_reference, style=a.style, steps=a.steps, seed=a.seed,
         head_motion=a.head_motion, expressiveness=a.expressiveness, brow_activity=a.brow_activity,
-        blink_rate=a.blink_rate, match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold)
+        blink_rate=a.blink_rate, match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold,
+        keep=_load_keep(a.keep), frames=_parse_frames(a.frames))
+
+
+def _load_keep(path):
+    from .base.motion import Motion
+    return None if path is None else Motion.load(path)
+
+
+def _parse_frames(text):
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise LaliaError(f"--frames takes START:END frame numbers at the model's fps (e.g. 100:180), got {text!r}")
+    return a, b
 
 
 def cmd_generate(a):
@@ -233,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with a reference --style, don't give the head and mouth its amount of movement")
     g.add_argument("--no-closure-hold", action="store_true",
                    help="the model's mouth alone: don't hold the lips closed where the words close them")
+    g.add_argument("--keep", metavar="MOTION.npz", help="an earlier generation of this audio: regenerate only --frames")
+    g.add_argument("--frames", metavar="START:END", help="with --keep, the frames (at 25 fps) to regenerate")
     g.add_argument("--checkpoint", default=None)
     g.add_argument("--device", default="cpu")
     g.set_defaults(func=cmd_generate)

@@ -41,6 +41,33 @@ def test_window_boundaries_do_not_jump(generator, clip):
     assert boundary_ratio(m.values, _joins(generator, m.num_frames)) < 1.5
 
 
+def test_regenerating_a_range_keeps_every_other_frame_and_joins_smoothly(generator, clip):
+    """A new seed, or an emotion for the range only, changes frames [a, b) alone: the rest is the
+    kept motion bit for bit, and the joins move about as fast as the motion inside the range."""
+    from model_core.inference.regions import JOIN_FRAMES
+    base = generator.generate(clip, seed=0).motion
+    # blinks are fast by design and land anywhere: the joins are measured on the other channels
+    face = [i for i, c in enumerate(base.channels[:52]) if not c.startswith("eye")]
+    speed = lambda v: np.linalg.norm(np.diff(v[:, face], axis=0), axis=1)
+    for (a, b), change in (((60, 190), dict(seed=7)), ((120, 260), dict(seed=0, emotion={"happy": 1.0}))):
+        new = generator.generate(clip, keep=base, frames=(a, b), **change).motion
+        outside = np.ones(base.num_frames, bool)
+        outside[a:b] = False
+        assert np.array_equal(new.values[outside], base.values[outside])
+        inner = slice(a + JOIN_FRAMES, b - JOIN_FRAMES)
+        assert np.abs(new.values[inner] - base.values[inner]).mean() > 1e-3
+        s = speed(new.values)
+        joins = np.r_[s[a - 1:a + JOIN_FRAMES], s[b - JOIN_FRAMES - 1:b]]
+        assert joins.mean() < 1.3 * s[a + JOIN_FRAMES:b - JOIN_FRAMES - 1].mean(), (a, b, change)
+    happy = generator.generate(clip, keep=base, frames=(120, 260), seed=0, emotion={"happy": 1.0}).motion
+    smile = [base.channels.index(c) for c in ("mouthSmileLeft", "mouthSmileRight")]
+    assert happy.values[150:230, smile].mean() > base.values[150:230, smile].mean() + 0.05
+    for bad, msg in ((dict(frames=(10, 20)), "both"), (dict(keep=base, frames=(20, 10)), "start < end"),
+                     (dict(keep=base.resample(30.0), frames=(0, 10)), "25 fps")):
+        with pytest.raises(LaliaError, match=msg):
+            generator.generate(clip, **bad)
+
+
 def test_silence_and_noise_give_a_calm_face(generator):
     rng = np.random.default_rng(0)
     for audio in (np.zeros(5 * 16000, np.float32), rng.normal(0, 0.01, 5 * 16000).astype(np.float32)):

@@ -8,7 +8,8 @@
 3. the decoupled priors: the content prior's codes decoded by the AD-VAE with the emotion code,
    and neutral (ExpTalk);
 4. sampling in overlapping windows, each conditioned on the frames before it (`windows.py`);
-5. the post-sampling layers (`post.py`).
+5. the post-sampling layers (`post.py`);
+6. for a regenerated range, the new frames spliced into the kept motion (`regions.py`).
 One generator serves many generations, from any thread: everything a generation decides is
 returned in its `Generation`, nothing is kept on the generator.
 """
@@ -30,6 +31,7 @@ from .conditions import Conditions
 from .features import load_features
 from .options import Generation, GenerationOptions, Timings
 from .post import apply_post_layers
+from .regions import check_range, splice
 from .windows import Cancelled, WindowSampler  # noqa: F401  (Cancelled: part of the API)
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class Generator:
         code = cond.emotion_codes(opts.emotion, opts.emotion_from_voice, opts.emotion_reference, f, T, info)
         if not 0.0 <= float(opts.blink_rate) <= 2.0:
             raise LaliaError(f"blink_rate must be between 0 and 2, got {opts.blink_rate}")
+        span = check_range(opts.keep, opts.frames, self.channels, self.fps, T)
         reference = cond.style_reference(opts.style)
         style_vec, amounts = cond.style_vector(opts.style if reference is None else reference, f, info)
         style_vec = cond.apply_style_sliders(style_vec, dict(
@@ -82,10 +85,14 @@ class Generator:
         c_hat = self.model.content_prior(f[None])
         priors = (self.model.vae.decode(c_hat, code[None])[0],
                   self.model.vae.decode(c_hat, self.model.neutral_code().expand(1, T, -1))[0])
-        out = sampler.sample(f, code, priors, style_vec, progress, cancel)
+        kept = None if span is None else opts.keep.select(self.channels).values
+        known = None if kept is None else (torch.from_numpy(kept).to(self.device) - self.mean) / self.std
+        out = sampler.sample(f, code, priors, style_vec, progress, cancel, known=known, span=span)
         timings.sampler = time.perf_counter() - t0
         values = apply_post_layers(self.to_values(out), self.to_values(priors[1]), self.channels, self.fps, wav,
                                    opts, amounts, reference, info)
+        if span is not None:
+            values = splice(kept, values, *span)
         return Generation(Motion(self.fps, self.channels, values), info, timings)
 
     def window_sampler(self, opts: GenerationOptions) -> WindowSampler:

@@ -54,21 +54,25 @@ class WindowSampler:
 
     def sample(self, feats: torch.Tensor, code: torch.Tensor, priors: tuple[torch.Tensor, torch.Tensor],
                style: torch.Tensor | None, progress: Callable[[float], None] | None = None,
-               cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+               cancel: Callable[[], bool] | None = None, known: torch.Tensor | None = None,
+               span: tuple[int, int] | None = None) -> torch.Tensor:
         """T x C normalised motion for T frames of speech features, emotion codes and the two
-        decoupled priors (with the emotion, and neutral)."""
+        decoupled priors (with the emotion, and neutral). With `known` (T x C, normalised) and
+        `span` (a, b), only frames a..b are sampled, starting from the known frames before a as
+        context; every other frame is the known one."""
         T, dev = len(feats), self.device
         N, P, C = self.cfg.window, self.cfg.prev, self.cfg.motion_dim
         O = min(OVERLAP, N // 4)
-        out = torch.zeros(T, C, device=dev)
-        starts = window_starts(T, N)
+        first, end = span if span is not None else (0, T)
+        out = known.clone() if known is not None else torch.zeros(T, C, device=dev)
+        starts = [first + s for s in window_starts(end - first, N)]
         ramp = torch.linspace(0, 1, O + 2, device=dev)[1:-1, None]
         ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep
         pad = lambda x, n: torch.cat([x, x[-1:].expand(N - n, -1)]) if n < N else x
         for w, s in enumerate(starts):
             if cancel and cancel():
                 raise Cancelled("Generation cancelled")
-            n = min(N, T - s)
+            n = min(N, end - s)
             a = torch.zeros(N, feats.shape[1], device=dev)
             a[:n] = feats[s:s + n]
             valid = torch.zeros(N, dtype=torch.bool, device=dev)
@@ -80,8 +84,8 @@ class WindowSampler:
             window = dict(audio=a, emotion=pad(code[s:s + n], n), priors=[pad(p[s:s + n], n) for p in priors],
                           valid=valid, prev=prev, has_prev=s > 0, style=style)
             x0 = self.sample_window(window)
-            if s == 0:
-                out[:n] = x0[:n]
+            if s == first:
+                out[s:s + n] = x0[:n]
             else:
                 k = min(O, n)
                 out[s:s + k] = (1 - ramp[:k]) * out[s:s + k] + ramp[:k] * x0[:k]
