@@ -64,19 +64,24 @@ def cmd_train(a):
     print(train(a.config, resume=not a.fresh))
 
 
-def _parse_emotions(items) -> dict | None:
+def _parse_pairs(items, flag: str, form: str) -> dict | None:
+    """Repeated NAME=NUMBER arguments as a dict (None when none were given)."""
     if not items:
         return None
     out = {}
     for it in items:
         if "=" not in it:
-            raise LaliaError(f"--emotion takes NAME=INTENSITY (e.g. happy=0.7), got {it!r}")
+            raise LaliaError(f"{flag} takes {form}, got {it!r}")
         k, v = it.split("=", 1)
         try:
             out[k.strip()] = float(v)
         except ValueError:
-            raise LaliaError(f"--emotion {it!r}: intensity must be a number between 0 and 1")
+            raise LaliaError(f"{flag} {it!r}: the value must be a number")
     return out
+
+
+def _parse_emotions(items) -> dict | None:
+    return _parse_pairs(items, "--emotion", "NAME=INTENSITY (e.g. happy=0.7)")
 
 
 def generation_options(a):
@@ -87,6 +92,7 @@ def generation_options(a):
         emotion_reference=a.emotion_reference, style=a.style, steps=a.steps, seed=a.seed,
         head_motion=a.head_motion, expressiveness=a.expressiveness, brow_activity=a.brow_activity,
         blink_rate=a.blink_rate, match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold,
+        strength=_parse_pairs(a.strength, "--strength", "REGION=MULTIPLIER (e.g. mouth=0.8)"),
         keep=_load_keep(a.keep), frames=_parse_frames(a.frames))
 
 
@@ -249,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with a reference --style, don't give the head and mouth its amount of movement")
     g.add_argument("--no-closure-hold", action="store_true",
                    help="the model's mouth alone: don't hold the lips closed where the words close them")
+    g.add_argument("--strength", action="append", metavar="REGION=MULTIPLIER",
+                   help="scale a region's movement: mouth, brows, eyes, cheeks, head (0..3), e.g. --strength head=0.5")
     g.add_argument("--keep", metavar="MOTION.npz", help="an earlier generation of this audio: regenerate only --frames")
     g.add_argument("--frames", metavar="START:END", help="with --keep, the frames (at 25 fps) to regenerate")
     g.add_argument("--checkpoint", default=None)

@@ -1,6 +1,7 @@
 """The amplitude layer on plain arrays: head movement scaled about the median pose, brow raises
 and articulation scaled above their resting level, the reference gain."""
 import numpy as np
+import pytest
 
 from model_core.base.motion import ARKIT_HEAD_LAYOUT
 from model_core.inference.amplitude import (
@@ -106,3 +107,24 @@ def test_shift_sides_moves_one_side_more_and_side_asymmetry_measures_it():
     assert abs(side_asymmetry(out, CH) - 0.25) < 1e-3
     assert side_asymmetry(shift_sides(v.copy(), CH, -0.2), CH) < -0.19
     assert side_asymmetry(v[:, 52:], CH[52:]) is None
+
+
+def test_region_strengths_scale_their_region_alone():
+    from model_core.base.errors import LaliaError
+    from model_core.base.motion import ARKIT_HEAD_LAYOUT
+    from model_core.inference.strength import REGIONS, apply_strengths
+    rng = np.random.default_rng(0)
+    v = rng.uniform(0, 0.4, (100, len(ARKIT_HEAD_LAYOUT))).astype(np.float32)
+    v[:, 52:] = rng.normal(0, 0.05, (100, 3))
+    out = apply_strengths(v.copy(), ARKIT_HEAD_LAYOUT, {"mouth": 0.5, "brows": 2.0, "head": 0.0})
+    col = {n: i for i, n in enumerate(ARKIT_HEAD_LAYOUT)}
+    assert np.allclose(out[:, col["jawOpen"]], 0.5 * v[:, col["jawOpen"]])
+    assert np.allclose(out[:, col["browInnerUp"]], 2.0 * v[:, col["browInnerUp"]])
+    assert np.allclose(out[:, 52:], np.median(v[:, 52:], axis=0))  # a still head at its median pose
+    untouched = [col[n] for n in REGIONS["eyes"] + REGIONS["cheeks"]]
+    assert np.array_equal(out[:, untouched], v[:, untouched])
+    assert sorted(set(sum(REGIONS.values(), ()))) == sorted(ARKIT_HEAD_LAYOUT)  # every channel in one region
+    with pytest.raises(LaliaError, match="Unknown region"):
+        apply_strengths(v, ARKIT_HEAD_LAYOUT, {"ears": 1.0})
+    with pytest.raises(LaliaError, match="between 0 and"):
+        apply_strengths(v, ARKIT_HEAD_LAYOUT, {"mouth": -1})

@@ -44,7 +44,7 @@ def test_window_boundaries_do_not_jump(generator, clip):
 def test_regenerating_a_range_keeps_every_other_frame_and_joins_smoothly(generator, clip):
     """A new seed, or an emotion for the range only, changes frames [a, b) alone: the rest is the
     kept motion bit for bit, and the joins move about as fast as the motion inside the range."""
-    from model_core.inference.regions import JOIN_FRAMES
+    from model_core.inference.ranges import JOIN_FRAMES
     base = generator.generate(clip, seed=0).motion
     # blinks are fast by design and land anywhere: the joins are measured on the other channels
     face = [i for i, c in enumerate(base.channels[:52]) if not c.startswith("eye")]

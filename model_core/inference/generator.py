@@ -8,8 +8,8 @@
 3. the decoupled priors: the content prior's codes decoded by the AD-VAE with the emotion code,
    and neutral (ExpTalk);
 4. sampling in overlapping windows, each conditioned on the frames before it (`windows.py`);
-5. the post-sampling layers (`post.py`);
-6. for a regenerated range, the new frames spliced into the kept motion (`regions.py`).
+5. the post-sampling layers (`post.py`) and the per-region strengths (`strength.py`);
+6. for a regenerated range, the new frames spliced into the kept motion (`ranges.py`).
 One generator serves many generations, from any thread: everything a generation decides is
 returned in its `Generation`, nothing is kept on the generator.
 """
@@ -31,7 +31,8 @@ from .conditions import Conditions
 from .features import load_features
 from .options import Generation, GenerationOptions, Timings
 from .post import apply_post_layers
-from .regions import check_range, splice
+from .ranges import check_range, splice
+from .strength import apply_strengths, check_strengths
 from .windows import Cancelled, WindowSampler  # noqa: F401  (Cancelled: part of the API)
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Generator:
         if not 0.0 <= float(opts.blink_rate) <= 2.0:
             raise LaliaError(f"blink_rate must be between 0 and 2, got {opts.blink_rate}")
         span = check_range(opts.keep, opts.frames, self.channels, self.fps, T)
+        check_strengths(opts.strength)  # before the work, not after it
         reference = cond.style_reference(opts.style)
         style_vec, amounts = cond.style_vector(opts.style if reference is None else reference, f, info)
         style_vec = cond.apply_style_sliders(style_vec, dict(
@@ -91,6 +93,7 @@ class Generator:
         timings.sampler = time.perf_counter() - t0
         values = apply_post_layers(self.to_values(out), self.to_values(priors[1]), self.channels, self.fps, wav,
                                    opts, amounts, reference, info)
+        apply_strengths(values, self.channels, opts.strength)
         if span is not None:
             values = splice(kept, values, *span)
         return Generation(Motion(self.fps, self.channels, values), info, timings)

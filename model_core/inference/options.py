@@ -37,10 +37,13 @@ class GenerationOptions:
         brows the reference's amount of movement (the denoiser alone follows it only in part).
     hold_closures: close the lips wherever the words' neutral mouth closes them briefly, so no
         emotion opens a /p b m/ (see `closures.py`); off gives the model's mouth alone.
+    strength: {region: multiplier} for "mouth", "brows", "eyes", "cheeks", "head" (0..3, 1 =
+        as generated): a last layer over the finished motion, on top of the sliders
+        (`strength.py`).
     keep, frames: regenerate only frames [a, b) of `keep` (this audio's motion at the model's
         fps, e.g. an earlier generation): every other frame of the result is `keep`'s, bit for
         bit, and the new frames are sampled from the kept frames before them and blended into
-        the kept frames after them (`regions.py`). The other options (a new seed, emotion or
+        the kept frames after them (`ranges.py`). The other options (a new seed, emotion or
         style) then apply to the range alone.
     """
     emotion: Any = None
@@ -57,6 +60,7 @@ class GenerationOptions:
     blink_rate: float = 1.0
     match_reference: bool = True
     hold_closures: bool = True
+    strength: dict | None = None
     keep: Motion | None = None
     frames: tuple[int, int] | None = None
 
