@@ -1,7 +1,7 @@
 """Lalia: Generate from audio. A thin Blender layer over `model_core` (bundled beside it)."""
-from . import operators, panel, properties
+from . import editing, operators, panel, properties
 
-_modules = (properties, operators, panel)
+_modules = (properties, operators, editing, panel)
 
 
 def register():

@@ -17,7 +17,7 @@ from bpy.props import EnumProperty, StringProperty
 
 from . import engine
 from .flame_rig import cached_retarget, is_flame_rig
-from .properties import generation_options
+from .properties import generation_options, key_tolerances
 from .rig import (
     add_sound_strip,
     apply_motion,
@@ -214,21 +214,29 @@ class LALIA_OT_generate(bpy.types.Operator):
         return obj, arm, bone, audio, options
 
     def _finish(self, context, result, obj, arm, bone, audio, options):
+        from .editing import after_generation, playing
+        from .layers import correction_track
         s = context.scene.lalia
         engine.last_generation.update(info=result.info, timings=result.timings)
-        motion = result.motion
         emo = "+".join(f"{k}{v:.1f}" for k, v in (options.emotion or {}).items()) or \
             ("auto" if options.emotion_from_voice else "neutral")
         name = f"Lalia {Path(audio).stem} {emo} s{s.seed}"
-        made = apply_motion(context.scene, obj, motion_for_rig(motion, obj, arm), name=name, armature=arm,
-                            head_bone=bone, placement=s.placement)
+        before = playing(obj, arm)
+        # with a correction layer, generations go on NLA tracks under it (an active action
+        # would play over the corrections)
+        placement = "NLA" if correction_track(obj.data.shape_keys) is not None else s.placement
+        made = apply_motion(context.scene, obj, motion_for_rig(result.motion, obj, arm), name=name, armature=arm,
+                            head_bone=bone, placement=placement, tolerances=key_tolerances(s))
         try:
             if s.add_sound:
                 add_sound_strip(context.scene, audio, made["frames"][0], Path(audio).name)
+            notes = after_generation(context, obj, arm, made, result.motion, audio, before)
         except Exception:
             remove_generation(made)  # all or nothing
             raise
-        s.status = f"{made['shape_action']}: frames {made['frames'][0]}-{made['frames'][1]}"
+        engine.last_generation["keys"] = made["keys"]
+        s.status = f"{made['shape_action']}: frames {made['frames'][0]}-{made['frames'][1]}" + \
+            (f" ({notes})" if notes else "")
         self.report({"INFO"}, f"Generated {s.status}")
 
     def execute(self, context):

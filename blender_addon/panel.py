@@ -84,6 +84,28 @@ class LALIA_PT_main(bpy.types.Panel):
             col.label(text=s.status)
 
         box = col.box()
+        box.label(text="Edit", icon="GREASEPENCIL")
+        row = box.row()
+        row.prop(s, "reduce_keys")
+        if s.reduce_keys:
+            row.prop(s, "key_tolerance")
+            box.prop(s, "head_tolerance")
+        if not context.scene.use_preview_range:
+            row = box.row()
+            row.prop(s, "range_start")
+            row.prop(s, "range_end")
+        box.operator("lalia.regenerate_range", icon="FILE_REFRESH")
+        box.label(text="Protect when regenerating:")
+        box.row().prop(s, "protect")
+        box.prop(s, "protect_names")
+        box.operator("lalia.add_correction_layer", icon="NLA")
+        box.label(text="Strength by region:")
+        flow = box.grid_flow(columns=2)
+        for r in ("mouth", "brows", "eyes", "cheeks", "head"):
+            flow.prop(s, f"strength_{r}", slider=True)
+        box.operator("lalia.apply_strength")
+
+        box = col.box()
         box.label(text="Export", icon="EXPORT")
         row = box.row()
         row.operator("lalia.export_fbx", text="FBX Unity").preset = "UNITY"

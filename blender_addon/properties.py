@@ -55,6 +55,30 @@ class LaliaSettings(bpy.types.PropertyGroup):
         ("ASSIGN", "Active action", "Assign as the active action (the previous one is pushed to the NLA)")],
         default="NLA")
     add_sound: BoolProperty(name="Add sound strip", default=True)
+    # editing after generation
+    reduce_keys: BoolProperty(name="Reduce keys", default=False,
+                              description="Write only the Bézier keys needed to stay within the tolerance "
+                                          "of the generated curve (instead of a key on every frame)")
+    key_tolerance: FloatProperty(name="Tolerance", default=0.01, min=0.0005, max=0.2, precision=3,
+                                 description="Largest difference from the generated curve, in shape-key weight")
+    head_tolerance: FloatProperty(name="Head tolerance (°)", default=0.5, min=0.05, max=10.0,
+                                  description="Largest difference of the head's rotation from the generated one")
+    range_start: IntProperty(name="From", default=1,
+                             description="First frame to regenerate (when the timeline has no preview range)")
+    range_end: IntProperty(name="To", default=50,
+                           description="Last frame to regenerate (when the timeline has no preview range)")
+    protect: EnumProperty(name="Protect", options={"ENUM_FLAG"}, default=set(), items=[
+        ("mouth", "Mouth", "Jaw, lips and tongue"), ("brows", "Brows", ""), ("eyes", "Eyes", "Blinks and gaze"),
+        ("cheeks", "Cheeks", "Cheeks and nose"), ("head", "Head", "Head and neck bones")],
+        description="Regeneration leaves these channels as they are")
+    protect_names: StringProperty(name="Also protect",
+                                  description="Shape keys or bones regeneration leaves as they are, "
+                                              "comma-separated (e.g. browInnerUp, jaw)")
+    strength_mouth: FloatProperty(name="Mouth", default=1.0, min=0.0, max=3.0)
+    strength_brows: FloatProperty(name="Brows", default=1.0, min=0.0, max=3.0)
+    strength_eyes: FloatProperty(name="Eyes", default=1.0, min=0.0, max=3.0)
+    strength_cheeks: FloatProperty(name="Cheeks", default=1.0, min=0.0, max=3.0)
+    strength_head: FloatProperty(name="Head", default=1.0, min=0.0, max=3.0)
     progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     running: BoolProperty(default=False)
     status: StringProperty(default="")
@@ -66,6 +90,26 @@ for _e in EMOTIONS:
 
 def emotion_dict(settings) -> dict:
     return {e: getattr(settings, e) for e in EMOTIONS if getattr(settings, e) > 0}
+
+
+def key_tolerances(settings) -> dict | None:
+    """The panel's key reduction: None (a key on every frame), or the tolerance per kind of curve.
+    A rotation component's tolerance is a quarter of the angle's (in radians), so the turn itself
+    stays within the angle."""
+    if not settings.reduce_keys:
+        return None
+    import math
+    return {"shape": float(settings.key_tolerance), "rotation": math.radians(settings.head_tolerance) / 4}
+
+
+def strengths(settings) -> dict[str, float]:
+    return {r: getattr(settings, f"strength_{r}") for r in ("mouth", "brows", "eyes", "cheeks", "head")}
+
+
+def protection(settings) -> tuple[set[str], set[str]]:
+    """(protected regions, protected shape-key or bone names)."""
+    names = {n.strip() for n in settings.protect_names.split(",") if n.strip()}
+    return set(settings.protect), names
 
 
 def generation_options(settings, style):

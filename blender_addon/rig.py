@@ -75,16 +75,48 @@ def _fcurve_container(action, id_data):
     return None, action.fcurves
 
 
-def _write_curves(fcurves, data_path_values: list[tuple[str, int, np.ndarray]], frames: np.ndarray):
+def write_keys(fc, frames: np.ndarray, values: np.ndarray, tolerance: float | None = None) -> None:
+    """Replace an F-curve's keys: dense (a LINEAR key per frame: what the model generated, no
+    overshoot), or with a `tolerance` the fewest Bézier keys within it (`base/keys.py`)."""
+    from .model_core.base.keys import reduce_keys
+    while len(fc.keyframe_points):
+        fc.keyframe_points.remove(fc.keyframe_points[0], fast=True)
+    pairs = lambda x, y: np.stack([np.asarray(x, np.float64), np.asarray(y, np.float64)], 1).ravel()
+    if tolerance is None:
+        fc.keyframe_points.add(len(frames))
+        fc.keyframe_points.foreach_set("co", pairs(frames, values))
+        fc.keyframe_points.foreach_set("interpolation", np.full(len(frames), 1, np.int32))  # LINEAR
+    else:
+        keys = reduce_keys(values, tolerance)
+        n = len(keys.frames)
+        kf = np.asarray(frames, np.float64)[keys.frames]
+        fc.keyframe_points.add(n)
+        fc.keyframe_points.foreach_set("co", pairs(kf, keys.values))
+        fc.keyframe_points.foreach_set("interpolation", np.full(n, 2, np.int32))  # BEZIER (CONSTANT 0, LINEAR 1)
+        fc.keyframe_points.foreach_set("handle_left_type", np.zeros(n, np.int32))  # FREE: as computed
+        fc.keyframe_points.foreach_set("handle_right_type", np.zeros(n, np.int32))
+        fc.keyframe_points.foreach_set("handle_left", pairs(kf + keys.left[:, 0], keys.values + keys.left[:, 1]))
+        fc.keyframe_points.foreach_set("handle_right", pairs(kf + keys.right[:, 0], keys.values + keys.right[:, 1]))
+    fc.update()
+
+
+def tolerance_for(data_path: str, tolerances: dict | None) -> float | None:
+    """A curve's key tolerance from {"shape": weight units, "rotation": per rotation component}."""
+    if tolerances is None:
+        return None
+    return tolerances["rotation" if "rotation" in data_path else "shape"]
+
+
+def _write_curves(fcurves, data_path_values: list[tuple[str, int, np.ndarray]], frames: np.ndarray,
+                  tolerances: dict | None = None) -> dict:
+    """One new F-curve per (data path, index, values). Returns the key counts, dense and written."""
+    counts = {"dense": 0, "written": 0}
     for data_path, index, values in data_path_values:
         fc = fcurves.new(data_path, index=index)
-        fc.keyframe_points.add(len(frames))
-        co = np.empty(2 * len(frames), np.float32)
-        co[0::2], co[1::2] = frames, values
-        fc.keyframe_points.foreach_set("co", co)
-        # LINEAR between per-frame keys: what the model generated, no overshoot
-        fc.keyframe_points.foreach_set("interpolation", np.full(len(frames), 1, np.int32))
-        fc.update()
+        write_keys(fc, frames, values, tolerance_for(data_path, tolerances))
+        counts["dense"] += len(frames)
+        counts["written"] += len(fc.keyframe_points)
+    return counts
 
 
 def _place(id_data, action, slot, placement: str, track_name: str, frame_start: int):
@@ -103,7 +135,7 @@ def _place(id_data, action, slot, placement: str, track_name: str, frame_start: 
             ad.action_slot = slot
         return
     for tr in ad.nla_tracks:  # earlier generations stay, muted, so the newest one plays
-        if tr.name.startswith("Lalia"):
+        if tr.name.startswith("Lalia:"):
             tr.mute = True
     tr = ad.nla_tracks.new()
     tr.name = track_name
@@ -168,57 +200,61 @@ def shape_key_channels(mesh_obj, m: Motion) -> list[tuple[str, str]]:
     return pairs
 
 
-def apply_motion(scene, mesh_obj, motion: Motion, *, name: str, armature=None, head_bone: str = "",
-                 placement: str = "NLA", frame_start: int | None = None) -> dict:
-    """Key `motion` onto the mesh's shape keys (ARKit or FLAME Exp, plus FLAME pose correctives)
-    and the armature's bones (head, and for FLAME rigs jaw and eyes). Returns what was made.
-
-    The motion is resampled to the scene's frame rate first.
-    """
-    if armature is not None and head_bone and head_bone not in armature.pose.bones:
-        raise LaliaError(f"Armature '{armature.name}' has no bone '{head_bone}'")  # before any change
-    fps = scene.render.fps / scene.render.fps_base
-    m = motion.resample(fps)
+def motion_curves(mesh_obj, m: Motion, armature=None, head_bone: str = "") -> tuple[list, list]:
+    """The F-curves a motion makes on a rig, as (data path, index, values per frame) lists: the
+    mesh's shape keys (ARKit or FLAME Exp, plus FLAME pose correctives), and the armature's
+    bones (head, and for FLAME rigs jaw and eyes)."""
     channels = shape_key_channels(mesh_obj, m)
     if not channels:
         raise LaliaError(f"'{mesh_obj.name}' has no shape keys this motion can drive "
                          "(ARKit names such as jawOpen, or FLAME Exp1..)")
-    frame_start = scene.frame_start if frame_start is None else frame_start
-    frames = frame_start + np.arange(m.num_frames, dtype=np.float32)
-    made = {"shape_action": None, "bone_action": None, "frames": (frame_start, frame_start + m.num_frames - 1)}
     rotations = _bone_rotations(m, armature, head_bone) if armature is not None else {}
-
     key = mesh_obj.data.shape_keys
     values = [(k, m.channel(c)) for k, c in channels]
     values += _pose_correctives(rotations, set(key.key_blocks.keys()), m.num_frames)
-    for k, v in values:  # values outside a key's slider range would be clamped: widen it
-        kb = key.key_blocks[k]
+    shape = [(f'key_blocks["{k}"].value', 0, v) for k, v in values]
+    bone = []
+    for bone_name, R in rotations.items():
+        pb = armature.pose.bones[bone_name]
+        rot = local_quaternions(R, pb.bone)
+        base = f'pose.bones["{bone_name}"]'
+        if pb.rotation_mode == "QUATERNION":
+            bone += [(base + ".rotation_quaternion", i, rot[:, i]) for i in range(4)]
+        else:
+            from mathutils import Quaternion
+            eul = np.array([tuple(Quaternion(q).to_euler(pb.rotation_mode)) for q in rot], np.float32)
+            bone += [(base + ".rotation_euler", i, eul[:, i]) for i in range(3)]
+    return shape, bone
+
+
+def apply_motion(scene, mesh_obj, motion: Motion, *, name: str, armature=None, head_bone: str = "",
+                 placement: str = "NLA", frame_start: int | None = None, tolerances: dict | None = None) -> dict:
+    """Key `motion` onto the mesh's shape keys and the armature's bones (`motion_curves`), as new
+    actions placed on the NLA or assigned (`placement`). Returns what was made, with the key
+    counts. The motion is resampled to the scene's frame rate first; `tolerances` reduce keys."""
+    if armature is not None and head_bone and head_bone not in armature.pose.bones:
+        raise LaliaError(f"Armature '{armature.name}' has no bone '{head_bone}'")  # before any change
+    fps = scene.render.fps / scene.render.fps_base
+    m = motion.resample(fps)
+    shape, bone = motion_curves(mesh_obj, m, armature, head_bone)
+    frame_start = scene.frame_start if frame_start is None else frame_start
+    frames = frame_start + np.arange(m.num_frames, dtype=np.float32)
+    made = {"shape_action": None, "bone_action": None, "frames": (frame_start, frame_start + m.num_frames - 1),
+            "keys": {"dense": 0, "written": 0}}
+    key = mesh_obj.data.shape_keys
+    for data_path, _, v in shape:  # values outside a key's slider range would be clamped: widen it
+        kb = key.path_resolve(data_path.rsplit(".", 1)[0])
         kb.slider_min = max(-10.0, min(kb.slider_min, float(v.min()), 0.0))
         kb.slider_max = min(10.0, max(kb.slider_max, float(v.max()), 1.0))
-    curves = [(f'key_blocks["{k}"].value', 0, v) for k, v in values]
-    action = bpy.data.actions.new(f"{name} [face]")
-    slot, fcurves = _fcurve_container(action, key)
-    _write_curves(fcurves, curves, frames)
-    _place(key, action, slot, placement, f"Lalia: {name}", frame_start)
-    made["shape_action"] = action.name
-
-    if rotations:
-        bact = bpy.data.actions.new(f"{name} [head]")
-        bslot, bcurves = _fcurve_container(bact, armature)
-        bcurves_list = []
-        for bone_name, R in rotations.items():
-            pb = armature.pose.bones[bone_name]
-            rot = local_quaternions(R, pb.bone)
-            base = f'pose.bones["{bone_name}"]'
-            if pb.rotation_mode == "QUATERNION":
-                bcurves_list += [(base + ".rotation_quaternion", i, rot[:, i]) for i in range(4)]
-            else:
-                from mathutils import Quaternion
-                eul = np.array([tuple(Quaternion(q).to_euler(pb.rotation_mode)) for q in rot], np.float32)
-                bcurves_list += [(base + ".rotation_euler", i, eul[:, i]) for i in range(3)]
-        _write_curves(bcurves, bcurves_list, frames)
-        _place(armature, bact, bslot, placement, f"Lalia: {name}", frame_start)
-        made["bone_action"] = bact.name
+    for id_data, curves, suffix in ((key, shape, "face"), (armature, bone, "head")):
+        if not curves:
+            continue
+        action = bpy.data.actions.new(f"{name} [{suffix}]")
+        slot, fcurves = _fcurve_container(action, id_data)
+        for k, n in _write_curves(fcurves, curves, frames, tolerances).items():
+            made["keys"][k] += n
+        _place(id_data, action, slot, placement, f"Lalia: {name}", frame_start)
+        made["shape_action" if suffix == "face" else "bone_action"] = action.name
     return made
 
 

@@ -1,7 +1,6 @@
 """The add-on in real Blender (the bpy module), installed from the built zip through Blender's own
 extension install. Run in `make test` (bpy 4.5) and `make test-blender5` (bpy 5.0)."""
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -12,36 +11,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="lalia-bl-"))
 import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES is set)
-
-
-@pytest.fixture(scope="module")
-def addon(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--no-wheels", "--out", str(out)], check=True)
-    zpath = next(out.glob("lalia-*.zip"))
-    bpy.ops.extensions.package_install_files(filepath=str(zpath), repo="user_default", enable_on_install=True)
-    assert hasattr(bpy.ops, "lalia") and hasattr(bpy.types.Scene, "lalia")
-    return sys.modules["bl_ext.user_default.lalia"]
-
-
-@pytest.fixture(scope="module")
-def speech_wav(tmp_path_factory, sample_audio):
-    """8 s of the real LibriVox recording at 44.1 kHz stereo (an unusual rate and channel count)."""
-    import soundfile as sf
-
-    from model_core.base.audio import resample
-    p = tmp_path_factory.mktemp("audio") / "austen.wav"
-    x = resample(sample_audio[: 8 * 16000], 16000, 44100)
-    sf.write(p, np.stack([x, x], 1), 44100)
-    return p
-
-
-@pytest.fixture
-def scene(addon):
-    bpy.ops.wm.read_homefile(use_empty=True)
-    sc = bpy.context.scene
-    sc.render.fps = 30
-    return sc
 
 
 def _head(scene):
