@@ -16,14 +16,47 @@ MAX_SECONDS = 3 * 3600
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Polyphase resampling (scipy) with an anti-alias filter."""
+    """Polyphase resampling with an anti-alias filter: the same filter and alignment as
+    scipy.signal.resample_poly (Kaiser-windowed sinc, beta 5, 10 zero crossings per side), in
+    numpy so the add-on ships without scipy (41 MB per Python)."""
     if sr_in == sr_out:
         return np.asarray(x, np.float32)
     from math import gcd
-
-    from scipy.signal import resample_poly
     g = gcd(int(sr_in), int(sr_out))
-    return resample_poly(np.asarray(x, np.float64), sr_out // g, sr_in // g).astype(np.float32)
+    return _resample_poly(np.asarray(x, np.float64), int(sr_out) // g, int(sr_in) // g).astype(np.float32)
+
+
+def _lowpass(up: int, down: int) -> tuple[np.ndarray, int]:
+    """scipy.signal.firwin(2 * half + 1, 1 / max(up, down), window=("kaiser", 5.0)) * up."""
+    rate = max(up, down)
+    half = 10 * rate
+    m = np.arange(2 * half + 1) - half
+    h = np.sinc(m / rate) / rate * np.kaiser(2 * half + 1, 5.0)
+    return h / h.sum() * up, half
+
+
+def _resample_poly(x: np.ndarray, up: int, down: int, chunk: int = 1 << 15) -> np.ndarray:
+    """Upsample by `up` (zeros between samples), filter, keep every `down`-th sample: each output
+    is one polyphase branch of the filter against the input, computed directly (never the
+    upsampled signal, which would be `up` times longer)."""
+    h, half = _lowpass(up, down)
+    n_in = len(x)
+    n_out = -(-n_in * up // down)
+    pre = down - half % down  # zero-pad the filter so outputs land on its centre, as scipy does
+    h = np.concatenate([np.zeros(pre), h])
+    first = (half + pre) // down
+    taps = -(-len(h) // up)
+    branches = np.zeros((up, taps))
+    for p in range(up):
+        branches[p, : len(h[p::up])] = h[p::up]
+    xp = np.concatenate([np.zeros(taps), x, np.zeros(taps)])
+    y = np.empty(n_out)
+    back = np.arange(taps)
+    for s in range(0, n_out, chunk):
+        n = (np.arange(s, min(s + chunk, n_out)) + first) * down  # output positions, upsampled rate
+        idx = (n // up)[:, None] - back[None, :] + taps  # input samples under each branch's taps
+        y[s : s + len(n)] = np.einsum("ij,ij->i", branches[n % up], xp[np.clip(idx, 0, len(xp) - 1)])
+    return y
 
 
 def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
