@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 addon addon-lean model corpus distill disentangle bench clean
+.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus distill disentangle bench clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -30,11 +30,16 @@ $(STAMP): requirements.txt
 $(ENCODER): $(STAMP)
 	PYTHONPATH=. $(PY) -m model_core assets encoder
 
-# the extension zip: lean (for environments that provide torch, like the tests) and full
+# the extension zips: lean (for environments that provide torch, like the tests), offline for Linux
+# (this machine), and offline for every platform (two zips each: Blender 4.2-5.0 and 5.1+; the Linux 5.1+
+# one needs WHEELS_FROM=DIR with a CPU torch for Python 3.13, which PyPI lacks). Wheels cache in build/wheels.
+WHEELS_FROM ?=
 addon-lean: setup
 	$(PY) build_addon.py --no-wheels
 addon: setup
-	$(PY) build_addon.py
+	$(PY) build_addon.py --platform linux-x64 $(if $(WHEELS_FROM),--wheels-from $(WHEELS_FROM))
+addon-all: setup
+	$(PY) build_addon.py --platform all $(if $(WHEELS_FROM),--wheels-from $(WHEELS_FROM))
 
 demo: setup
 	$(PY) build_addon.py --no-wheels --out build
