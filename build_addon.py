@@ -37,9 +37,9 @@ CACHE = ROOT / "build" / "wheels"
 # the runtime's wheels: torch and what it imports, soundfile and its cffi. numpy is Blender's own,
 # and must never be shipped (it would shadow Blender's). scipy isn't needed (numpy resampler).
 TORCH = "2.13.0"
+# Blender never resolves dependencies: tests/addon_zip_check.py checks every wheel's requirements are here.
 WHEELS = ["safetensors==0.8.0", "soundfile==0.14.0", "cffi", "pycparser", "filelock", "fsspec", "jinja2",
-          "markupsafe", "mpmath", "networkx", "sympy", "typing_extensions"]
-WHEELS_PY312_UP = ["setuptools"]  # torch requires it from Python 3.12 on
+          "markupsafe", "mpmath<1.4", "networkx", "sympy", "typing_extensions", "setuptools"]
 # Blender platform -> pip platform tags (pip also accepts older manylinux/macOS tags below these)
 PIP_PLATFORMS = {
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
@@ -96,25 +96,19 @@ def download_wheels(platform: str, python: str, wheels_from: Path | None) -> lis
             links = ["--find-links", str(local.parent)]
         elif python != "3.11":  # only 3.11's CPU wheel is on this machine's find-links
             return None
-    for old in dest.glob("torch-*.whl"):  # a stale torch of another build must not ride along
-        if not old.name.startswith(f"torch-{TORCH}"):
-            old.unlink()
     plats = [a for p in PIP_PLATFORMS[platform] + ["any"] for a in ("--platform", p)]
-    wanted = [torch] + WHEELS + (WHEELS_PY312_UP if python >= "3.12" else [])
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+    wanted = [torch] + WHEELS
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--python-version", python, "--implementation", "cp", *plats, *links, "-d", str(dest), *wanted]
-    subprocess.run(cmd, check=True)
-    # the cache may hold several versions of an unpinned package: keep the newest of each
-    newest = {}
-    for w in sorted(dest.glob("*.whl"), key=lambda w: _version_key(w.name)):
-        if _fits(w.name, platform, cp):
-            newest[w.name.split("-")[0].lower()] = w
-    return sorted(newest.values())
-
-
-def _version_key(name: str):
-    parts = name.split("-")
-    return parts[0].lower(), [int(x) if x.isdigit() else 0 for x in parts[1].split("+")[0].split(".")]
+    run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    # exactly the files pip picked this time ("Saved X" or "File was already downloaded X"), not
+    # whatever else the cache holds from earlier resolutions
+    said = ("Saved ", "File was already downloaded ")
+    lines = [line.strip() for line in run.stdout.splitlines()]
+    picked = sorted({Path(line[len(p):]).resolve() for line in lines for p in said if line.startswith(p)})
+    if len(picked) != len(wanted) or not all(_fits(w.name, platform, cp) for w in picked):
+        raise SystemExit(f"pip picked {[w.name for w in picked]} for {wanted}:\n{run.stdout}\n{run.stderr}")
+    return picked
 
 
 def _fits(name: str, platform: str, cp: str) -> bool:

@@ -1,0 +1,150 @@
+"""The add-on zips open, and install and run in every Blender they claim (tests/addon_zip_check.py):
+the lean zip built here, every zip in dist/ (or in $LALIA_ZIPS: `make addon-all` fills dist/), and
+deliberately broken zips the check must refuse."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from addon_zip_check import blenders_of, problems, wheel_fits  # noqa: E402
+
+ZIPS = sorted(Path(os.environ.get("LALIA_ZIPS", ROOT / "dist")).glob("lalia-*.zip"))
+
+
+@pytest.fixture(scope="module")
+def lean_zip(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lean")
+    subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--no-wheels", "--out", str(out)], check=True,
+                   capture_output=True)
+    return next(out.glob("lalia-*-nowheels.zip"))
+
+
+def test_lean_zip(lean_zip):
+    assert problems(lean_zip) == []
+
+
+@pytest.mark.parametrize("zpath", ZIPS, ids=[z.name for z in ZIPS])
+def test_built_zip(zpath):
+    assert problems(zpath) == []
+
+
+def test_offline_zips_cover_every_blender_once():
+    """Of the zips present for a platform, no two claim the same Blender (the user can't pick wrong)."""
+    seen = {}
+    for z in ZIPS:
+        m = __import__("tomllib").loads(zipfile.ZipFile(z).read("blender_manifest.toml").decode())
+        for plat in m.get("platforms", []):
+            for b in blenders_of(m):
+                assert (plat, b) not in seen, (z.name, seen[(plat, b)])
+                seen[(plat, b)] = z.name
+
+
+def test_wheel_tags():
+    assert wheel_fits("torch-2.13.0-cp313-cp313-win_amd64.whl", "windows-x64", "3.13")
+    assert not wheel_fits("torch-2.13.0-cp311-cp311-win_amd64.whl", "windows-x64", "3.13")
+    assert not wheel_fits("torch-2.13.0-cp313-cp313-win_amd64.whl", "linux-x64", "3.13")
+    assert wheel_fits("safetensors-0.8.0-cp310-abi3-macosx_11_0_arm64.whl", "macos-arm64", "3.11")
+    assert not wheel_fits("safetensors-0.8.0-cp310-abi3-macosx_11_0_x86_64.whl", "macos-arm64", "3.11")
+    assert wheel_fits("x-1-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", "linux-x64", "3.11")
+    assert wheel_fits("soundfile-0.14.0-py2.py3-none-win_amd64.whl", "windows-x64", "3.13")
+
+
+# ---- the check must be able to fail -------------------------------------------------------------
+def _wheel(name: str, requires=(), top=None) -> bytes:
+    """A minimal wheel: a METADATA with its requirements and one importable top-level package."""
+    import io
+    dist, version = name.split("-")[:2]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as w:
+        w.writestr(f"{dist}-{version}.dist-info/METADATA", "Metadata-Version: 2.1\nName: {}\nVersion: {}\n{}".format(
+            dist, version, "".join(f"Requires-Dist: {r}\n" for r in requires)))
+        w.writestr(f"{top or dist}/__init__.py", "")
+    return buf.getvalue()
+
+
+GOOD_WHEELS = {  # Windows, Python 3.13 (Blender 5.1+)
+    "torch-2.13.0-cp313-cp313-win_amd64.whl": (["filelock", "typing-extensions>=4.10.0"], None),
+    "filelock-4.3.1-py3-none-any.whl": ([], None),
+    "typing_extensions-4.16.0-py3-none-any.whl": ([], "typing_extensions"),
+    "safetensors-0.8.0-cp310-abi3-win_amd64.whl": (['numpy>=1.21.6 ; extra == "numpy"'], None),
+    "soundfile-0.14.0-py2.py3-none-win_amd64.whl": (["cffi>=1.0", "numpy"], None),
+    "cffi-2.1.1-cp313-cp313-win_amd64.whl": (['pycparser; implementation_name != "PyPy"'], None),
+    "pycparser-3.12-py3-none-any.whl": ([], None),
+}
+
+
+def _offline_zip(lean_zip: Path, out: Path, wheels=None, manifest_edit=None, drop=(), name=None) -> Path:
+    """The lean zip made into a Windows 5.1+ offline zip with fake wheels, optionally broken."""
+    wheels = dict(GOOD_WHEELS if wheels is None else wheels)
+    src = zipfile.ZipFile(lean_zip)
+    manifest = src.read("blender_manifest.toml").decode()
+    listed = "wheels = [\n" + "".join(f'  "./wheels/{w}",\n' for w in wheels) + "]\n"
+    manifest = manifest.replace('blender_version_min = "4.2.0"', 'blender_version_min = "5.1.0"')
+    manifest = manifest.replace("[permissions]", listed + 'platforms = ["windows-x64"]\n\n[permissions]')
+    if manifest_edit:
+        manifest = manifest_edit(manifest)
+    zpath = out / (name or "lalia-0.1.0-windows-x64-blender5.1-later.zip")
+    with zipfile.ZipFile(zpath, "w") as z:
+        for item in src.infolist():
+            if item.filename != "blender_manifest.toml":
+                z.writestr(item, src.read(item))
+        z.writestr("blender_manifest.toml", manifest)
+        for w, (req, top) in wheels.items():
+            if w not in drop:
+                z.writestr(f"wheels/{w}", _wheel(w, req, top))
+    return zpath
+
+
+def test_a_good_offline_zip_passes(lean_zip, tmp_path):
+    assert problems(_offline_zip(lean_zip, tmp_path)) == []
+
+
+def _swap(old: str, new: str, req=None):
+    w = dict(GOOD_WHEELS)
+    r, top = w.pop(old)
+    w[new] = (r if req is None else req, top)
+    return w
+
+
+BROKEN = {
+    # Blender 5.1+ refuses a zip whose torch is for Python 3.11
+    "cp311 torch for 5.1+": (dict(wheels=_swap("torch-2.13.0-cp313-cp313-win_amd64.whl",
+                                               "torch-2.13.0-cp311-cp311-win_amd64.whl")), r"torch.*does not fit"),
+    "linux torch in a windows zip": (dict(wheels=_swap("torch-2.13.0-cp313-cp313-win_amd64.whl",
+                                                       "torch-2.13.0-cp313-cp313-manylinux_2_28_x86_64.whl")),
+                                     r"does not fit"),
+    "no soundfile": (dict(wheels={k: v for k, v in GOOD_WHEELS.items() if not k.startswith("soundfile")}),
+                     r"imports soundfile"),
+    "listed, not in the zip": (dict(drop=("pycparser-3.12-py3-none-any.whl",)), r"not in the zip"),
+    "a dependency missing": (dict(wheels={k: v for k, v in GOOD_WHEELS.items() if not k.startswith("pycparser")}),
+                             r"cffi requires pycparser"),
+    "a dependency too old": (dict(wheels=_swap("typing_extensions-4.16.0-py3-none-any.whl",
+                                               "typing_extensions-4.9.0-py3-none-any.whl")),
+                             r"typing-extensions>=4.10.0, the zip has 4.9.0"),
+    "needs numpy 1 on Blender 5.1+": (dict(wheels=_swap("soundfile-0.14.0-py2.py3-none-win_amd64.whl",
+                                                        "soundfile-0.14.0-py2.py3-none-win_amd64.whl",
+                                                        ["cffi>=1.0", "numpy<2"])), r"Blender has numpy 2"),
+    "ships numpy": (dict(wheels={**GOOD_WHEELS, "numpy-2.2.0-cp313-cp313-win_amd64.whl": ([], None)}),
+                    r"shadow Blender's own numpy"),
+    "no file permission": (dict(manifest_edit=lambda m: re.sub(r"files = .*\n", "", m)), r"permissions"),
+    "two platforms": (dict(manifest_edit=lambda m: m.replace('["windows-x64"]', '["windows-x64", "linux-x64"]')),
+                      r"exactly one known platform"),
+    "admits no Blender": (dict(manifest_edit=lambda m: m.replace('"5.1.0"', '"5.1.0"\nblender_version_max = "5.0.0"')),
+                          r"admits no known Blender"),
+    "bad version": (dict(manifest_edit=lambda m: m.replace('version = "0.1.0"', 'version = "0.1"')), r"semver"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_broken_zip_is_refused(lean_zip, tmp_path, case):
+    kwargs, expect = BROKEN[case]
+    found = problems(_offline_zip(lean_zip, tmp_path, **kwargs))
+    assert any(re.search(expect, p) for p in found), found
