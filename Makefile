@@ -55,6 +55,12 @@ test-blender5: setup
 	$(PY) build_addon.py --no-wheels --out build
 	PYTHONPATH=. .venv-bpy5/bin/python -m pytest -q tests/blender
 
+# the add-on tests on Blender 4.2 LTS and 4.5 LTS (Python 3.11) and 5.3 (3.13), each PyPI bpy in its own venv
+# (.venv-bpy42, .venv-bpy53: made on first use; 5.3's is ~6 GB, PyPI's Linux torch for 3.13 being the CUDA
+# build). Writes docs/blender_matrix.json, which tests/test_blender_matrix.py holds to account.
+test-blender-matrix: setup
+	PYTHONPATH=. $(PY) tools/blender_matrix.py
+
 # ---- heavy work: its own commands, not part of the tests ----
 # the default model: corpus -> features -> teacher -> distilled students -> the shipped default
 DISTILL := runs/distill

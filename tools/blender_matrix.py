@@ -72,10 +72,11 @@ def run(name: str, out_dir: Path, k: str | None) -> dict:
         cmd = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
                str(ROOT / "tests" / "blender"), *(["-k", k] if k else [])]
         p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    counts = {"collected": 0, "passed": 0, "failed": 0, "skipped": 0}
     failures = []
     if xml.exists():
         for case in ET.parse(xml).getroot().iter("testcase"):
+            counts["collected"] += 1
             bad = case.find("failure") if case.find("failure") is not None else case.find("error")
             if bad is not None:
                 counts["failed"] += 1
