@@ -148,3 +148,36 @@ def test_a_broken_zip_is_refused(lean_zip, tmp_path, case):
     kwargs, expect = BROKEN[case]
     found = problems(_offline_zip(lean_zip, tmp_path, **kwargs))
     assert any(re.search(expect, p) for p in found), found
+
+
+# ---- and Blender's own manifest validator agrees ---------------------------------------------
+def _blender_validator() -> Path | None:
+    """bl_pkg's command line (`blender --command extension validate`), shipped inside PyPI's bpy."""
+    import importlib.util
+    spec = importlib.util.find_spec("bpy")
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        for cli in sorted(Path(base).glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py")):
+            return cli
+    return None
+
+
+def _blender_validates(zpath: Path) -> tuple[bool, str]:
+    cli = _blender_validator()
+    if cli is None:
+        pytest.skip("no bpy here: Blender's validator comes with it")
+    r = subprocess.run([sys.executable, str(cli), "validate", str(zpath)], capture_output=True, text=True, timeout=120)
+    return r.returncode == 0 and "Success" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("zpath", ZIPS, ids=[z.name for z in ZIPS])
+def test_blender_validates_built_zip(zpath):
+    ok, said = _blender_validates(zpath)
+    assert ok, said
+
+
+def test_blender_validates_lean_zip_and_refuses_a_bad_one(lean_zip, tmp_path):
+    ok, said = _blender_validates(lean_zip)
+    assert ok, said
+    long_tagline = 'tagline = "' + "x" * 70 + '"'
+    bad = _offline_zip(lean_zip, tmp_path, manifest_edit=lambda m: re.sub(r'tagline = ".*"', long_tagline, m))
+    assert not _blender_validates(bad)[0] and problems(bad)
