@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 # name -> (venv, Python, pip requirements). Real Blender 4.2-5.0 bundle numpy 1.26.4; PyPI's bpy 4.2
 # doesn't pin it, so it is pinned here to run what Blender users run.
 TEST_DEPS = ["torch==2.13.0", "safetensors==0.8.0", "soundfile==0.14.0", "pillow", "scipy", "pytest"]
@@ -27,6 +28,11 @@ TARGETS = {
     "4.2": (".venv-bpy42", "3.11", ["bpy==4.2.*", "numpy==1.26.4"]),
     "4.5": (".venv", "3.11", None),  # the project's own venv (`make setup`, requirements.txt)
     "5.3": (".venv-bpy53", "3.13", ["bpy==5.3.*"]),
+}
+# bare bpy venvs (no torch) where the offline Linux zip must bring everything itself
+OFFLINE = {
+    "4.2": (".venv-bpy42-bare", "3.11", ["bpy==4.2.*", "numpy==1.26.4"]),
+    "4.5": (".venv-bpy45-bare", "3.11", ["bpy==4.5.*", "numpy==1.26.4"]),
 }
 # what a non-zero exit or a failure is, when it is known and not ours to fix (see the report)
 NOTES = {
@@ -45,8 +51,8 @@ def python_for(version: str) -> str:
     return found
 
 
-def ensure_venv(name: str) -> Path:
-    venv, py, reqs = TARGETS[name]
+def ensure_venv(name: str, targets: dict = TARGETS, deps: list = TEST_DEPS) -> Path:
+    venv, py, reqs = targets[name]
     python = ROOT / venv / "bin" / "python"
     stamp = ROOT / venv / f".matrix-{name}"
     if reqs is None:
@@ -55,7 +61,7 @@ def ensure_venv(name: str) -> Path:
     elif not stamp.exists():
         if not python.exists():
             subprocess.run([python_for(py), "-m", "venv", str(ROOT / venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *reqs, *TEST_DEPS], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *reqs, *deps], check=True)
         stamp.touch()
     return python
 
@@ -93,10 +99,25 @@ def run(name: str, out_dir: Path, k: str | None) -> dict:
             "notes": NOTES.get(name, "")}
 
 
+def offline(name: str, zpath: Path, out_dir: Path) -> dict:
+    """The offline zip installed by a bare Blender (its wheels, no torch of ours): tools/offline_zip_check.py."""
+    python = ensure_venv(name, OFFLINE, [])
+    log = out_dir / f"offline-{name}.log"
+    with open(log, "w") as f:
+        p = subprocess.run([str(python), str(ROOT / "tools" / "offline_zip_check.py"), str(zpath)],
+                           stdout=subprocess.PIPE, stderr=f, text=True, cwd=ROOT)
+    lines = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+    r = json.loads(lines[0][7:]) if lines else {"zip": zpath.name, "ok": False}
+    r["exit"] = "ok" if p.returncode == 0 else (f"crashed (signal {-p.returncode})" if p.returncode < 0 else
+                                                f"exit status {p.returncode} (see build/matrix/{log.name})")
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", choices=list(TARGETS), help="some of the Blenders (default: all)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "blender_matrix.json"))
+    ap.add_argument("--no-offline", action="store_true", help="skip installing the offline Linux zip in bare bpy")
     ap.add_argument("-k", help="only the tests pytest -k selects (a partial run; don't publish its report)")
     a = ap.parse_args()
     logs = ROOT / "build" / "matrix"
@@ -111,11 +132,25 @@ def main():
               f"{r['failed']} failed, {r['skipped']} skipped; exit: {r['exit']}", flush=True)
         for f in r["failures"]:
             print("   ", f)
+    if not a.no_offline:
+        from build_addon import build_platform, zip_name
+        zpath = ROOT / "dist" / zip_name("linux-x64", "3.11")
+        build_platform(zpath.parent, "linux-x64", None)  # from the code as it is now (wheels cached)
+        report["offline_zip"] = {}
+        for name in OFFLINE if a.only is None else [n for n in a.only if n in OFFLINE]:
+            print(f"offline zip on bare Blender {name} ...", flush=True)
+            r = report["offline_zip"][name] = offline(name, zpath, logs)
+            print("  ", r, flush=True)
+        report["offline_zip"]["5.3"] = {"zip": zip_name("linux-x64", "3.13"), "ok": None,
+                                        "notes": "not built here: PyPI has no CPU torch for Linux + Python 3.13 "
+                                                 "(see docs/install.md); the Windows and macOS 5.1+ zips are "
+                                                 "checked by tests/test_addon_zips.py, not installed"}
     report["about"] = ("tests/blender on PyPI's bpy, made by `make test-blender-matrix` (tools/blender_matrix.py): "
                        "the lean zip installed through Blender's extension install, torch from the venv")
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {out}")
-    sys.exit(0 if all(r["failed"] == 0 for r in report["results"].values()) else 1)
+    ok = all(r["failed"] == 0 for r in report["results"].values())
+    sys.exit(0 if ok and all(r["ok"] is not False for r in report.get("offline_zip", {}).values()) else 1)
 
 
 if __name__ == "__main__":
