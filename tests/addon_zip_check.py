@@ -84,8 +84,7 @@ def wheel_fits(name: str, platform: str, python: str) -> bool:
 
 def _wheel_info(z: zipfile.ZipFile, member: str) -> tuple[list[str], set[str]]:
     """(Requires-Dist lines, top-level importable names) of a wheel inside the add-on zip."""
-    import io
-    with zipfile.ZipFile(io.BytesIO(z.read(member))) as w:
+    with zipfile.ZipFile(z.open(member)) as w:  # seekable: wheels are stored, so only their index is read
         names = w.namelist()
         meta = next(n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
         requires = [line.split(":", 1)[1].strip() for line in w.read(meta).decode("utf-8", "replace").splitlines()
