@@ -34,10 +34,8 @@ BLENDERS = {
     "4.5": ("3.11", ("1.26.4",)), "5.0": ("3.11", ("1.26.4",)),
     "5.1": ("3.13", ("2.2.0", "2.5.5")), "5.2": ("3.13", ("2.2.0", "2.5.5")), "5.3": ("3.13", ("2.2.0", "2.5.5")),
 }
-PLATFORM_TAGS = {  # Blender platform -> wheel platform tags it accepts
-    "linux-x64": re.compile(r"^(manylinux\d*_[\d_]*x86_64|manylinux\d+_x86_64|linux_x86_64|any)$"),
-    "windows-x64": re.compile(r"^(win_amd64|any)$"),
-    "macos-arm64": re.compile(r"^(macosx_\d+_\d+_(arm64|universal2)|any)$"),
+PLATFORM_TAGS = {  # Blender platform -> sysconfig.get_platform() of its builds, as Blender compares it
+    "linux-x64": "linux_x86_64", "windows-x64": "win_amd64", "macos-arm64": "macosx_11_0_arm64",
 }
 MARKER_ENV = {  # packaging marker environment per Blender platform
     "linux-x64": dict(sys_platform="linux", platform_system="Linux", platform_machine="x86_64", os_name="posix"),
@@ -72,14 +70,28 @@ def wheel_tags(name: str) -> tuple[str, str, list[str], list[str], str]:
     return dist.lower().replace("_", "-"), version, py.split("."), plat.split("."), abi
 
 
+def platform_accepts(tag: str, platform: str) -> bool:
+    """Blender's own test (bl_pkg `_extensions_wheel_filter_for_this_system`), on the whole
+    platform tag, compound or not: any; equal to its own; macOS: any macosx_* ending in its
+    architecture or universal2; Linux: any manylinux* ending in its architecture."""
+    current = PLATFORM_TAGS[platform]
+    if tag in ("any", current):
+        return True
+    arch = current.rpartition("_")[2] if current.startswith("macosx_") else current.partition("_")[2]
+    if current.startswith("macosx_"):
+        return tag.startswith("macosx_") and tag.endswith(("_" + arch, "_universal2"))
+    return current.startswith("linux_") and tag.startswith("manylinux") and tag.endswith("_" + arch)
+
+
 def wheel_fits(name: str, platform: str, python: str) -> bool:
-    _, _, pys, plats, abi = wheel_tags(name)
+    _, _, pys, _, abi = wheel_tags(name)
+    plat = name[:-4].split("-")[-1]
     cp = "cp" + python.replace(".", "")
     if abi == "abi3":  # stable ABI: built for cpXY, runs on every CPython from X.Y on
         py_ok = any(p.startswith("cp3") and int(p[3:]) <= int(cp[3:]) for p in pys)
     else:
         py_ok = cp in pys or (abi == "none" and any(p in ("py3", "py2.py3") or p == "py3" for p in pys))
-    return py_ok and any(PLATFORM_TAGS[platform].match(p) for p in plats)
+    return py_ok and platform_accepts(plat, platform)
 
 
 def _wheel_info(z: zipfile.ZipFile, member: str) -> tuple[list[str], set[str]]:

@@ -181,3 +181,15 @@ def test_blender_validates_lean_zip_and_refuses_a_bad_one(lean_zip, tmp_path):
     long_tagline = 'tagline = "' + "x" * 70 + '"'
     bad = _offline_zip(lean_zip, tmp_path, manifest_edit=lambda m: re.sub(r'tagline = ".*"', long_tagline, m))
     assert not _blender_validates(bad)[0] and problems(bad)
+
+
+def test_platform_tags_as_blender_reads_them():
+    from addon_zip_check import platform_accepts
+    assert platform_accepts("manylinux2014_x86_64.manylinux_2_17_x86_64", "linux-x64")
+    assert platform_accepts("linux_x86_64", "linux-x64") and platform_accepts("any", "windows-x64")
+    assert not platform_accepts("musllinux_1_2_x86_64", "linux-x64")
+    assert not platform_accepts("manylinux_2_28_aarch64", "linux-x64")
+    assert platform_accepts("macosx_14_0_arm64", "macos-arm64") and platform_accepts("macosx_10_9_universal2",
+                                                                                        "macos-arm64")
+    assert not platform_accepts("macosx_10_9_x86_64", "macos-arm64")
+    assert not platform_accepts("win32", "windows-x64") and not platform_accepts("win_arm64", "windows-x64")
