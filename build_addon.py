@@ -94,6 +94,7 @@ def download_wheels(platform: str, python: str, wheels_from: Path | None) -> lis
         local = _cpu_torch(wheels_from, python)
         if local is not None:
             links = ["--find-links", str(local.parent)]
+            (dest / local.name).unlink(missing_ok=True)  # pip reuses a cached file by name: take the given one
         elif python != "3.11":  # only 3.11's CPU wheel is on this machine's find-links
             return None
     plats = [a for p in PIP_PLATFORMS[platform] + ["any"] for a in ("--platform", p)]

@@ -94,20 +94,24 @@ def wheel_fits(name: str, platform: str, python: str) -> bool:
     return py_ok and platform_accepts(plat, platform)
 
 
-def _wheel_info(z: zipfile.ZipFile, member: str) -> tuple[list[str], set[str]]:
-    """(Requires-Dist lines, top-level importable names) of a wheel inside the add-on zip."""
+def _wheel_info(z: zipfile.ZipFile, member: str) -> tuple[list[str], set[str], set[str]]:
+    """(Requires-Dist lines, top-level importable names, the tags its WHEEL file declares) of a wheel
+    inside the add-on zip."""
     with zipfile.ZipFile(z.open(member)) as w:  # seekable: wheels are stored, so only their index is read
         names = w.namelist()
         meta = next(n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
         requires = [line.split(":", 1)[1].strip() for line in w.read(meta).decode("utf-8", "replace").splitlines()
                     if line.startswith("Requires-Dist:")]
+        wheel = meta[: -len("METADATA")] + "WHEEL"
+        declared = {line.split(":", 1)[1].strip() for line in w.read(wheel).decode().splitlines()
+                    if line.startswith("Tag:")} if wheel in names else set()
         tops = set()
         for n in names:
             head = n.split("/")[0]
             if head.endswith((".dist-info", ".data")):
                 continue
             tops.add(head[:-3] if head.endswith(".py") else head.split(".")[0])
-        return requires, tops
+        return requires, tops, declared
 
 
 def _catches_import_error(handler: ast.ExceptHandler) -> bool:
@@ -201,7 +205,13 @@ def problems(path) -> list[str]:
     if "numpy" in wheels:
         out.append("the zip ships numpy: it would shadow Blender's own numpy")
     infos = {dist: _wheel_info(z, w) for dist, (_, w) in wheels.items()}
-    provides = {top: dist for dist, (_, tops) in infos.items() for top in tops}
+    provides = {top: dist for dist, (_, tops, _) in infos.items() for top in tops}
+    for dist, (_, w) in wheels.items():  # a renamed wheel (cp311 binaries called cp313) lies in its name only
+        py, abi, plat = PurePosixPath(w).name[:-4].split("-")[-3:]
+        named = {f"{a}-{b}-{c}" for a in py.split(".") for b in abi.split(".") for c in plat.split(".")}
+        if not named <= infos[dist][2]:
+            out.append(f"{PurePosixPath(w).name}: its name's tags {sorted(named - infos[dist][2])} are not the "
+                       f"ones its WHEEL file declares {sorted(infos[dist][2])}")
     imports = runtime_imports(z)
     pythons = sorted({BLENDERS[b][0] for b in blenders})
     for python in pythons:

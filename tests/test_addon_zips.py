@@ -58,14 +58,18 @@ def test_wheel_tags():
 
 
 # ---- the check must be able to fail -------------------------------------------------------------
-def _wheel(name: str, requires=(), top=None) -> bytes:
-    """A minimal wheel: a METADATA with its requirements and one importable top-level package."""
+def _wheel(name: str, requires=(), top=None, tags=None) -> bytes:
+    """A minimal wheel: a METADATA with its requirements, a WHEEL with its tags (those of its name
+    unless given) and one importable top-level package."""
     import io
     dist, version = name.split("-")[:2]
+    py, abi, plat = name[:-4].split("-")[-3:]
+    tags = tags or [f"{a}-{b}-{c}" for a in py.split(".") for b in abi.split(".") for c in plat.split(".")]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as w:
         w.writestr(f"{dist}-{version}.dist-info/METADATA", "Metadata-Version: 2.1\nName: {}\nVersion: {}\n{}".format(
             dist, version, "".join(f"Requires-Dist: {r}\n" for r in requires)))
+        w.writestr(f"{dist}-{version}.dist-info/WHEEL", "Wheel-Version: 1.0\n" + "".join(f"Tag: {t}\n" for t in tags))
         w.writestr(f"{top or dist}/__init__.py", "")
     return buf.getvalue()
 
@@ -97,9 +101,9 @@ def _offline_zip(lean_zip: Path, out: Path, wheels=None, manifest_edit=None, dro
             if item.filename != "blender_manifest.toml":
                 z.writestr(item, src.read(item))
         z.writestr("blender_manifest.toml", manifest)
-        for w, (req, top) in wheels.items():
+        for w, (req, top, *tags) in wheels.items():
             if w not in drop:
-                z.writestr(f"wheels/{w}", _wheel(w, req, top))
+                z.writestr(f"wheels/{w}", _wheel(w, req, top, *tags))
     return zpath
 
 
@@ -139,6 +143,10 @@ BROKEN = {
                       r"exactly one known platform"),
     "admits no Blender": (dict(manifest_edit=lambda m: m.replace('"5.1.0"', '"5.1.0"\nblender_version_max = "5.0.0"')),
                           r"admits no known Blender"),
+    "renamed wheel": (dict(wheels={**{k: v for k, v in GOOD_WHEELS.items() if not k.startswith("torch")},
+                                   "torch-2.13.0-cp313-cp313-win_amd64.whl": (["filelock", "typing-extensions>=4.10.0"],
+                                                                              None, ["cp311-cp311-win_amd64"])}),
+                      r"not the ones its WHEEL file declares"),
     "bad version": (dict(manifest_edit=lambda m: m.replace('version = "0.1.0"', 'version = "0.1"')), r"semver"),
 }
 
