@@ -35,13 +35,13 @@ def _lowpass(up: int, down: int) -> tuple[np.ndarray, int]:
     return h / h.sum() * up, half
 
 
-def _resample_poly(x: np.ndarray, up: int, down: int, chunk: int = 1 << 15) -> np.ndarray:
-    """Upsample by `up` (zeros between samples), filter, keep every `down`-th sample: each output
-    is one polyphase branch of the filter against the input, computed directly (never the
-    upsampled signal, which would be `up` times longer)."""
+def _resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """Upsample by `up` (zeros between samples), filter, keep every `down`-th sample, without ever
+    making the upsampled signal: output j uses one polyphase branch of the filter, and outputs j,
+    j + up, j + 2 up, ... use the same branch on input windows `down` apart, so each branch is one
+    matrix-vector product over a strided view of the input."""
     h, half = _lowpass(up, down)
-    n_in = len(x)
-    n_out = -(-n_in * up // down)
+    n_out = -(-len(x) * up // down)
     pre = down - half % down  # zero-pad the filter so outputs land on its centre, as scipy does
     h = np.concatenate([np.zeros(pre), h])
     first = (half + pre) // down
@@ -49,13 +49,14 @@ def _resample_poly(x: np.ndarray, up: int, down: int, chunk: int = 1 << 15) -> n
     branches = np.zeros((up, taps))
     for p in range(up):
         branches[p, : len(h[p::up])] = h[p::up]
-    xp = np.concatenate([np.zeros(taps), x, np.zeros(taps)])
+    end = ((n_out - 1 + first) * down) // up + taps + 1  # past the newest input any output reads
+    xp = np.concatenate([np.zeros(taps), x, np.zeros(max(0, end - taps - len(x)))])
+    windows = np.lib.stride_tricks.sliding_window_view(xp, taps)
     y = np.empty(n_out)
-    back = np.arange(taps)
-    for s in range(0, n_out, chunk):
-        n = (np.arange(s, min(s + chunk, n_out)) + first) * down  # output positions, upsampled rate
-        idx = (n // up)[:, None] - back[None, :] + taps  # input samples under each branch's taps
-        y[s : s + len(n)] = np.einsum("ij,ij->i", branches[n % up], xp[np.clip(idx, 0, len(xp) - 1)])
+    for r in range(min(up, n_out)):
+        n = (first + r) * down  # output r's position at the upsampled rate
+        newest = n // up + taps  # its newest input sample, in xp
+        y[r::up] = windows[newest - taps + 1 :: down][: len(range(r, n_out, up))] @ branches[n % up][::-1]
     return y
 
 
