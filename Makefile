@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 addon addon-lean model corpus distill disentangle bench clean
+.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus distill disentangle bench clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -31,11 +31,16 @@ $(STAMP): requirements.txt pyproject.toml
 $(ENCODER): $(STAMP)
 	$(PY) -m model_core assets encoder
 
-# the extension zip: lean (for environments that provide torch, like the tests) and full
+# the extension zips: lean (for environments that provide torch, like the tests), offline for Linux
+# (this machine), and offline for every platform (two zips each: Blender 4.2-5.0 and 5.1+; the Linux 5.1+
+# one needs WHEELS_FROM=DIR with a CPU torch for Python 3.13, which PyPI lacks). Wheels cache in build/wheels.
+WHEELS_FROM ?=
 addon-lean: setup
 	$(PY) build_addon.py --no-wheels
 addon: setup
-	$(PY) build_addon.py
+	$(PY) build_addon.py --platform linux-x64 $(if $(WHEELS_FROM),--wheels-from $(WHEELS_FROM))
+addon-all: setup
+	$(PY) build_addon.py --platform all $(if $(WHEELS_FROM),--wheels-from $(WHEELS_FROM))
 
 demo: setup
 	$(PY) build_addon.py --no-wheels --out build
@@ -51,6 +56,12 @@ test-blender5: setup
 	.venv-bpy5/bin/pip install -q -r <(grep -v '^bpy' requirements.txt) "bpy==5.0.*"
 	$(PY) build_addon.py --no-wheels --out build
 	PYTHONPATH=. .venv-bpy5/bin/python -m pytest -q tests/blender
+
+# the add-on tests on Blender 4.2 LTS and 4.5 LTS (Python 3.11) and 5.3 (3.13), each PyPI bpy in its own venv
+# (.venv-bpy42, .venv-bpy53: made on first use; 5.3's is ~6 GB, PyPI's Linux torch for 3.13 being the CUDA
+# build). Writes docs/blender_matrix.json, which tests/test_blender_matrix.py holds to account.
+test-blender-matrix: setup
+	PYTHONPATH=. $(PY) tools/blender_matrix.py
 
 # ---- heavy work: its own commands, not part of the tests ----
 # the default model: corpus -> features -> teacher -> distilled students -> the shipped default

@@ -21,9 +21,12 @@ from .properties import generation_options, key_tolerances
 from .rig import (
     add_sound_strip,
     apply_motion,
+    audio_frames,
+    extend_frame_range,
     find_arkit_shape_keys,
     find_armature,
     guess_head_bone,
+    has_audio,
     remove_generation,
     sequencer_strips,
 )
@@ -227,8 +230,11 @@ class LALIA_OT_generate(bpy.types.Operator):
         placement = "NLA" if correction_track(obj.data.shape_keys) is not None else s.placement
         made = apply_motion(context.scene, obj, motion_for_rig(result.motion, obj, arm), name=name, armature=arm,
                             head_bone=bone, placement=placement, tolerances=key_tolerances(s))
+        no_audio = s.add_sound and not has_audio()
         try:
-            if s.add_sound:
+            if no_audio:  # the frame range still follows the audio, as the strip would have set it
+                extend_frame_range(context.scene, made["frames"][0] + audio_frames(context.scene, audio, result.motion))
+            elif s.add_sound:
                 add_sound_strip(context.scene, audio, made["frames"][0], Path(audio).name)
             notes = after_generation(context, obj, arm, made, result.motion, audio, before)
         except Exception:
@@ -237,10 +243,15 @@ class LALIA_OT_generate(bpy.types.Operator):
         engine.last_generation["keys"] = made["keys"]
         s.status = f"{made['shape_action']}: frames {made['frames'][0]}-{made['frames'][1]}" + \
             (f" ({notes})" if notes else "")
+        if no_audio:
+            self.report({"WARNING"}, "This Blender has no audio support (built without Audaspace): "
+                                     "no sound strip added; the frame range follows the audio")
         self.report({"INFO"}, f"Generated {s.status}")
 
     def execute(self, context):
         from .model_core.base.errors import LaliaError
+        if problem := engine.runtime_problem():
+            return _error(self, LaliaError(problem))
         try:
             obj, arm, bone, audio, options = self._gather(context)
             result = engine.generator(_checkpoint_path(context)).generate(audio, options)
@@ -253,6 +264,8 @@ class LALIA_OT_generate(bpy.types.Operator):
         if bpy.app.background:
             return self.execute(context)
         from .model_core.base.errors import LaliaError
+        if problem := engine.runtime_problem():
+            return _error(self, LaliaError(problem))
         try:
             self._args = self._gather(context)
         except LaliaError as e:

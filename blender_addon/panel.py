@@ -1,6 +1,7 @@
 """The sidebar panel (3D View > Sidebar > Lalia)."""
 import bpy
 
+from . import engine
 from .flame_rig import exp_keys
 from .properties import EMOTIONS
 from .rig import find_arkit_shape_keys, find_armature, guess_head_bone
@@ -17,6 +18,9 @@ class LALIA_PT_main(bpy.types.Panel):
         from .model_core.base.motion import ARKIT_NAMES
         s = context.scene.lalia
         col = self.layout.column()
+        problem = engine.runtime_problem(really_import=False)
+        if problem:  # one line, never a traceback: what's missing and which zip brings it
+            col.label(text=problem, icon="ERROR")
         row = col.row()
         row.operator("lalia.add_demo_head", icon="MONKEY")
         row.operator("lalia.import_flame_head", icon="IMPORT")
@@ -76,7 +80,7 @@ class LALIA_PT_main(bpy.types.Panel):
         box.prop(s, "add_sound")
         row = col.row()
         row.scale_y = 1.6
-        row.enabled = not s.running
+        row.enabled = not s.running and not problem
         row.operator("lalia.generate", icon="PLAY")
         if s.running:
             col.prop(s, "progress", text="Generating (Esc cancels)", slider=True)

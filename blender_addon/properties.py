@@ -8,7 +8,10 @@ STYLE_PRESETS = [("AUTO", "Match voice", "The talking identity from the library 
                  ("NONE", "Average", "The model's average speaking style")]
 
 
-def _style_items(self, context):
+def _style_items():
+    """The bundled model's presets, read once: a fixed list, not an items callback, because bpy 4.2
+    crashes at exit (SpaceType destructor -> bpy_class_free after Python is gone) once any
+    EnumProperty with an items callback was registered, even when unregistered again."""
     from . import engine
     items = list(STYLE_PRESETS)
     for name, desc in engine.preset_descriptions().items():
@@ -24,7 +27,7 @@ class LaliaSettings(bpy.types.PropertyGroup):
     audio_path: StringProperty(name="Audio file", subtype="FILE_PATH")
     auto_emotion: BoolProperty(name="Auto from voice", default=False,
                                description="Infer the emotion from the voice when all sliders are 0")
-    style_preset: EnumProperty(name="Style", items=_style_items)
+    style_preset: EnumProperty(name="Style", items=_style_items())
     style_reference: StringProperty(name="Reference", subtype="FILE_PATH",
                                     description="Motion npz or Live Link Face CSV to copy the style from")
     style_action: StringProperty(name="Reference action",

@@ -283,16 +283,50 @@ def remove_generation(made: dict) -> None:
         bpy.data.actions.remove(act)
 
 
+def strip_start(strip) -> float:
+    """The frame the strip's content starts at: `content_start` where it exists (5.3 deprecates
+    `frame_start`, to go in 6.0), `frame_start` in 4.2-4.5."""
+    return strip.content_start if hasattr(strip, "content_start") else strip.frame_start
+
+
+def strip_end(strip) -> float:
+    """The frame after the strip's last shown frame: `right_handle` where it exists (5.3 deprecates
+    `frame_final_end`), `frame_final_end` before."""
+    return strip.right_handle if hasattr(strip, "right_handle") else strip.frame_final_end
+
+
+def has_audio() -> bool:
+    """Whether this Blender can hold sound strips (PyPI's bpy 4.2 is built without Audaspace)."""
+    return bool(getattr(bpy.app.build_options, "audaspace", True))
+
+
+def audio_frames(scene, audio_path: str, motion) -> int:
+    """The audio's length in scene frames, rounded as Blender sizes a sound strip; from the file
+    when libsndfile reads it, else from the generated motion (which spans the audio)."""
+    try:
+        import soundfile as sf
+        seconds = sf.info(audio_path).duration
+    except Exception:  # mp3 and other ffmpeg-decoded formats
+        seconds = motion.num_frames / motion.fps
+    return max(1, round(seconds * scene.render.fps / scene.render.fps_base))
+
+
+def extend_frame_range(scene, end: float) -> None:
+    """Let the scene play at least to `end` (the frame after the audio), as a sound strip would."""
+    if scene.frame_end < end:
+        scene.frame_end = int(math.ceil(end))
+
+
 def add_sound_strip(scene, audio_path: str, frame_start: int, name: str):
     """The audio as a sound strip starting at frame_start, so playback is in sync."""
     se = scene.sequence_editor or scene.sequence_editor_create()
     strips = sequencer_strips(se)
     for s in strips:  # regenerating from the same audio: the strip is already there
-        if s.type == "SOUND" and bpy.path.abspath(s.sound.filepath) == audio_path and int(s.frame_start) == frame_start:
+        if s.type == "SOUND" and bpy.path.abspath(s.sound.filepath) == audio_path and \
+                int(strip_start(s)) == frame_start:
             return s
     used = {s.channel for s in strips}
     channel = next(c for c in range(1, 128) if c not in used)
     strip = strips.new_sound(name=name[:60], filepath=audio_path, channel=channel, frame_start=frame_start)
-    if scene.frame_end < strip.frame_final_end:
-        scene.frame_end = int(math.ceil(strip.frame_final_end))
+    extend_frame_range(scene, strip_end(strip))
     return strip

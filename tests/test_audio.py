@@ -43,3 +43,27 @@ def test_bad_files(tmp_path):
     (tmp_path / "t.txt").write_text("hello, not audio")
     with pytest.raises(LaliaError):
         load_audio(tmp_path / "t.txt")
+
+
+@pytest.mark.parametrize("rates", [(44100, 16000), (48000, 16000), (22050, 16000), (8000, 16000), (16000, 44100)])
+def test_resample_matches_scipy(rates):
+    """The numpy resampler (the add-on ships without scipy) gives scipy's resample_poly result."""
+    from math import gcd
+
+    signal = pytest.importorskip("scipy.signal")
+    from model_core.base.audio import resample
+    sr_in, sr_out = rates
+    x = np.random.default_rng(0).standard_normal(sr_in + 7).astype(np.float32)
+    g = gcd(sr_in, sr_out)
+    ref = signal.resample_poly(x.astype(np.float64), sr_out // g, sr_in // g).astype(np.float32)
+    assert np.array_equal(resample(x, sr_in, sr_out), ref)
+
+
+def test_nearest_matches_a_kd_tree():
+    spatial = pytest.importorskip("scipy.spatial")
+    from model_core.retarget.flame import nearest
+    rng = np.random.default_rng(1)
+    pts, q = rng.normal(size=(3000, 3)) * 0.1 + [0, 0, 1.6], rng.normal(size=(2000, 3)) * 0.1 + [0, 0, 1.6]
+    d, i = nearest(pts, q)
+    d_ref, i_ref = spatial.cKDTree(pts).query(q)
+    assert np.array_equal(i, i_ref) and np.allclose(d, d_ref, atol=1e-12)

@@ -16,14 +16,48 @@ MAX_SECONDS = 3 * 3600
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Polyphase resampling (scipy) with an anti-alias filter."""
+    """Polyphase resampling with an anti-alias filter: the same filter and alignment as
+    scipy.signal.resample_poly (Kaiser-windowed sinc, beta 5, 10 zero crossings per side), in
+    numpy so the add-on ships without scipy (41 MB per Python)."""
     if sr_in == sr_out:
         return np.asarray(x, np.float32)
     from math import gcd
-
-    from scipy.signal import resample_poly
     g = gcd(int(sr_in), int(sr_out))
-    return resample_poly(np.asarray(x, np.float64), sr_out // g, sr_in // g).astype(np.float32)
+    return _resample_poly(np.asarray(x, np.float64), int(sr_out) // g, int(sr_in) // g).astype(np.float32)
+
+
+def _lowpass(up: int, down: int) -> tuple[np.ndarray, int]:
+    """scipy.signal.firwin(2 * half + 1, 1 / max(up, down), window=("kaiser", 5.0)) * up."""
+    rate = max(up, down)
+    half = 10 * rate
+    m = np.arange(2 * half + 1) - half
+    h = np.sinc(m / rate) / rate * np.kaiser(2 * half + 1, 5.0)
+    return h / h.sum() * up, half
+
+
+def _resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """Upsample by `up` (zeros between samples), filter, keep every `down`-th sample, without ever
+    making the upsampled signal: output j uses one polyphase branch of the filter, and outputs j,
+    j + up, j + 2 up, ... use the same branch on input windows `down` apart, so each branch is one
+    matrix-vector product over a strided view of the input."""
+    h, half = _lowpass(up, down)
+    n_out = -(-len(x) * up // down)
+    pre = down - half % down  # zero-pad the filter so outputs land on its centre, as scipy does
+    h = np.concatenate([np.zeros(pre), h])
+    first = (half + pre) // down
+    taps = -(-len(h) // up)
+    branches = np.zeros((up, taps))
+    for p in range(up):
+        branches[p, : len(h[p::up])] = h[p::up]
+    end = ((n_out - 1 + first) * down) // up + taps + 1  # past the newest input any output reads
+    xp = np.concatenate([np.zeros(taps), x, np.zeros(max(0, end - taps - len(x)))])
+    windows = np.lib.stride_tricks.sliding_window_view(xp, taps)
+    y = np.empty(n_out)
+    for r in range(min(up, n_out)):
+        n = (first + r) * down  # output r's position at the upsampled rate
+        newest = n // up + taps  # its newest input sample, in xp
+        y[r::up] = windows[newest - taps + 1 :: down][: len(range(r, n_out, up))] @ branches[n % up][::-1]
+    return y
 
 
 def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

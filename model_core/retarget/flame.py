@@ -284,12 +284,23 @@ def _front_tip(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return v[upper][np.argmin(v[upper, 1])]
 
 
+def nearest(points: np.ndarray, queries: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """(distance, index) of each query's nearest point, by brute force in chunks: heads have a few
+    thousand vertices, and the add-on ships without scipy's KD-tree (41 MB per Python)."""
+    points, queries = np.asarray(points, np.float64), np.asarray(queries, np.float64)
+    p2 = (points**2).sum(1)
+    idx = np.empty(len(queries), np.int64)
+    for s in range(0, len(queries), chunk):
+        q = queries[s : s + chunk]
+        idx[s : s + chunk] = (p2[None] - 2 * q @ points.T).argmin(1)  # |q|^2 is the same for every point
+    return np.linalg.norm(queries - points[idx], axis=1), idx
+
+
 def align(src_v: np.ndarray, src_mask: np.ndarray, dst: FlameRigData, src_landmarks: dict | None = None,
           iterations: int = 30) -> tuple[float, np.ndarray, np.ndarray, float]:
     """Similarity transform taking the bundled head onto the FLAME head: initialised from
     shared landmarks when there are some (else the nose tips and head heights), then refined by
     ICP with scale over the front of the face. Returns (s, R, t, rms distance in m)."""
-    from scipy.spatial import cKDTree
     dv, dmask = dst.vertices, dst.face
     if dst.landmarks and src_landmarks:
         names = [n for n in dst.landmarks if n in src_landmarks]
@@ -305,7 +316,7 @@ def align(src_v: np.ndarray, src_mask: np.ndarray, dst: FlameRigData, src_landma
     rms = np.inf
     for _ in range(iterations):
         moved = s * src_v[src_idx] @ R.T + t
-        dist, nn = cKDTree(moved).query(dv[face])
+        dist, nn = nearest(moved, dv[face])
         keep = dist <= max(3 * np.median(dist), 1e-4)
         s, R, t = similarity(src_v[src_idx[nn[keep]]], dv[face[keep]])
         rms = float(np.sqrt((dist[keep] ** 2).mean()))
@@ -315,10 +326,9 @@ def align(src_v: np.ndarray, src_mask: np.ndarray, dst: FlameRigData, src_landma
 def dense_pairs(src_v, src_mask, src_moving, dst: FlameRigData, s, R, t, max_dist: float = 0.004):
     """(dst indices, src indices): each FLAME face vertex and its nearest bundled-head vertex
     after alignment, within `max_dist`, where the ARKit shapes move anything."""
-    from scipy.spatial import cKDTree
     idx = np.nonzero(src_mask)[0]
     moved = s * src_v[idx] @ R.T + t
-    dist, nn = cKDTree(moved).query(dst.vertices)
+    dist, nn = nearest(moved, dst.vertices)
     ok = dst.face & (dist < max_dist) & src_moving[idx[nn]]
     return np.nonzero(ok)[0], idx[nn[ok]]
 

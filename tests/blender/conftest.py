@@ -36,6 +36,17 @@ def speech_wav(tmp_path_factory, sample_audio):
     return p
 
 
+@pytest.fixture(autouse=True)
+def no_blender_deprecations():
+    """Nothing we (or these tests) do uses API that Blender says goes away (5.3 warns for 6.0)."""
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    gone = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if "expected to be removed" in str(w.message)]
+    assert not gone, gone
+
+
 @pytest.fixture
 def scene(addon):
     bpy.ops.wm.read_homefile(use_empty=True)
