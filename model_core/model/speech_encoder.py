@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base.assets import ASSET_DIR
+from ..base.audio import check_samples
 from ..base.errors import LaliaError
 from ..base.vocabulary import SAMPLE_RATE
 
@@ -219,7 +220,8 @@ class SpeechEncoder:
     @torch.inference_mode()
     def encode(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
         """Features for `audio`; `n_frames` (default: duration x 25) sets the output length."""
-        audio = np.asarray(audio, np.float32)
+        # every caller's audio passes here (files and arrays alike): refuse what would give NaN
+        audio = check_samples(audio, "audio").astype(np.float32, copy=False)
         n_frames = n_frames or max(1, int(round(len(audio) / SAMPLE_RATE * FEATURE_FPS)))
         win = int(WINDOW_SECONDS * SAMPLE_RATE)
         starts, seams = plan_windows(audio, win)
