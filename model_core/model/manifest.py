@@ -24,6 +24,7 @@ SIZE_CAPS = {
     "n_style_fields": (1, 256), "content_dim": (1, 1024), "emotion_dim": (1, 1024), "vae_hidden": (1, 4096),
     "num_train_steps": (1, 100000),
 }
+MAX_PARAMETERS = 200_000_000  # 800 MB in float32; the shipped model has about 5 M
 MAX_FPS = 1000.0
 GUIDANCE_KEYS = ("audio", "emotion", "style")
 MAX_GUIDANCE = 100.0
@@ -76,7 +77,18 @@ def model_config(manifest: dict, where: str) -> ModelConfig:
         raise LaliaError(f"{where}: style_dim {cfg.style_dim} must be divisible by 4 (the style encoder's heads)")
     if cfg.prev > cfg.window:
         raise LaliaError(f"{where}: prev ({cfg.prev}) can't exceed window ({cfg.window})")
+    n = parameter_count(cfg)
+    if n > MAX_PARAMETERS:
+        raise LaliaError(f"{where}: the model settings describe {n / 1e6:.0f} M parameters (Lalia's models have "
+                         f"a few million; the limit is {MAX_PARAMETERS / 1e6:.0f} M). The manifest is damaged")
     return cfg
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """Parameters of the model `cfg` describes, counted on the meta device (no memory used)."""
+    from .networks import LaliaModel
+    with torch.device("meta"):
+        return sum(p.numel() for p in LaliaModel(cfg).state_dict().values())
 
 
 def validate_manifest(manifest, path) -> ModelConfig:
