@@ -220,10 +220,11 @@ class Motion:
 
 def _read_npz(path: Path) -> Motion:
     import zipfile
+    import zlib
     try:
         with zipfile.ZipFile(path) as z:  # the declared sizes, before numpy inflates anything
             big = [i.filename for i in z.infolist() if i.file_size > MAX_REFERENCE_BYTES]
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
         raise LaliaError(f"not a Lalia motion npz (fps, channels, values): {e}") from None
     if big:
         raise LaliaError(f"{big[0]} is over {MAX_REFERENCE_BYTES >> 20} MiB uncompressed; "
@@ -236,8 +237,9 @@ def _read_npz(path: Path) -> Motion:
             fps, channels, values = d["fps"], d["channels"], d["values"]
     except ValueError as e:  # object arrays (allow_pickle=False) and broken members
         raise LaliaError(f"not a plain-array motion npz ({e}); object arrays are never loaded") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise LaliaError(f"not a readable npz ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as e:
+        # a damaged member: zlib's and zipfile's own errors surface through np.load
+        raise LaliaError(f"not a readable npz ({type(e).__name__}: {e})") from None
     if fps.size != 1 or fps.dtype.kind not in "fiu":
         raise LaliaError(f"'fps' must be one number, got {fps.dtype} {fps.shape}")
     if channels.ndim != 1 or channels.dtype.kind not in "US":

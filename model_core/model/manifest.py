@@ -129,7 +129,7 @@ def validate_manifest(manifest, path) -> ModelConfig:
 def _check_sampler(s, cfg: ModelConfig, samplers, where: str) -> None:
     if not isinstance(s, dict):
         raise LaliaError(f"{where}: 'sampler' must be an object with name, steps and guidance")
-    if s.get("name") not in samplers:
+    if not isinstance(s.get("name"), str) or s["name"] not in samplers:
         raise LaliaError(f"{where}: sampler name {s.get('name')!r} is not one of {', '.join(samplers)}")
     steps = s.get("steps")
     if not _is_int(steps) or not 1 <= steps <= cfg.num_train_steps:

@@ -99,20 +99,29 @@ def _plain(v):
     pickle can repeat one list by reference, so a few bytes can stand for billions of numbers."""
     if isinstance(v, (_Chumpy, _Sparse)):
         v = v.array()
-    if isinstance(v, (list, tuple)):
-        _count_leaves(v, [MAX_ELEMENTS])
+    if isinstance(v, (list, tuple)) and _leaves(v, {}) > MAX_ELEMENTS:
+        raise LaliaError(f"a value in the file holds over {MAX_ELEMENTS} numbers (or contains itself); "
+                         "not a FLAME model")
     return v
 
 
-def _count_leaves(v, budget: list[int]) -> None:
-    stack = [v]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, (list, tuple)):
-            budget[0] -= len(x)
-            if budget[0] < 0:
-                raise LaliaError(f"a value in the file holds over {MAX_ELEMENTS} numbers; not a FLAME model")
-            stack.extend(y for y in x if isinstance(y, (list, tuple)))
+def _leaves(v, memo: dict, depth: int = 0) -> float:
+    """Numbers in nested lists, counting repeats; each distinct list is walked once (memo), a
+    list that contains itself counts as infinite."""
+    if not isinstance(v, (list, tuple)):
+        return 1
+    if id(v) in memo:
+        return memo[id(v)]
+    if depth > 64:  # no array has 64 dimensions
+        return float("inf")
+    memo[id(v)] = float("inf")  # in progress: meeting it again is a cycle
+    n = 0
+    for x in v:
+        n += _leaves(x, memo, depth + 1)
+        if n > MAX_ELEMENTS:
+            break
+    memo[id(v)] = n
+    return n
 
 
 def _read_mapping(path: Path, what: str) -> dict:
