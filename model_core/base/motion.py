@@ -98,7 +98,11 @@ class Motion:
 
     def __post_init__(self):
         self.channels = tuple(str(c) for c in self.channels)
-        self.values = np.asarray(self.values, dtype=np.float32)
+        try:
+            with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused below
+                self.values = np.asarray(self.values, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise LaliaError(f"Motion values must be numbers ({e})") from None
         if self.values.ndim != 2 or self.values.shape[1] != len(self.channels):
             raise LaliaError(
                 f"Motion values must be T x {len(self.channels)}, got {self.values.shape}")
@@ -111,6 +115,8 @@ class Motion:
                              "check the file's frame rate")
         if any(not c.strip() for c in self.channels) or len(set(self.channels)) != len(self.channels):
             raise LaliaError("Motion channel names must be non-empty and distinct")
+        # no Motion holds NaN/Inf: whatever makes one (a file, a rig, the generator) stops here
+        self.check_finite("motion")
 
     def check_finite(self, what: str = "generated motion") -> "Motion":
         """Raise unless every value is finite; returns self (the generator's last line calls it,
@@ -119,9 +125,10 @@ class Motion:
         if bad.any():
             frames, cols = np.nonzero(bad)
             names = sorted({self.channels[c] for c in cols})
+            todo = ("nothing was written. Try another seed or checkpoint, and report it with the audio if "
+                    "it repeats" if what.startswith("generated") else "the file or rig it came from is damaged")
             raise LaliaError(f"The {what} has {int(bad.sum())} NaN/infinite values (first at frame "
-                             f"{int(frames[0])}, channels {', '.join(names[:4])}); nothing was written. "
-                             "Try another seed or checkpoint, and report it with the audio if it repeats")
+                             f"{int(frames[0])}, channels {', '.join(names[:4])}); {todo}")
         return self
 
     def check_reference(self, what: str = "reference") -> "Motion":

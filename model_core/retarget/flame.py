@@ -68,7 +68,11 @@ class _Sparse(StateRecord):
                 out[np.asarray(s["row"]), np.asarray(s["col"])] = np.asarray(s["data"])
                 return out
             data, indices, indptr = (np.asarray(s[k]) for k in ("data", "indices", "indptr"))
-            for j in range(min(len(indptr) - 1, shape[1] if self.kind == "csc" else shape[0])):
+            n = shape[1] if self.kind == "csc" else shape[0]
+            if (indptr.shape != (n + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0)
+                    or not indptr[-1] == len(indices) == len(data)):
+                raise ValueError("its index pointers don't match its data")
+            for j in range(n):
                 sl = slice(indptr[j], indptr[j + 1])
                 if self.kind == "csc":
                     out[indices[sl], j] = data[sl]
