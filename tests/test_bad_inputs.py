@@ -490,30 +490,45 @@ def _cli(*args, cwd=ROOT):
     return r.stderr
 
 
-def test_cli_bad_inputs_clear_messages_and_nothing_changed(tmp_path):
-    audio = _wav(tmp_path / "a.wav", _speech(1.0))
-    out = tmp_path / "out.npz"
-    out.write_bytes(b"an older motion file")
-    nan_audio = tmp_path / "nan.wav"
+CLI_CASES = [  # (arguments after `generate`, given the test's files f; the message on stderr)
+    (lambda f: [f["tmp"] / "none.wav", "--out", f["out"]], "error: Audio file not found"),
+    (lambda f: [f["nan"], "--out", f["out"]], "error: The audio in nan.wav contains 1 NaN/infinite samples"),
+    (lambda f: [f["audio"], "--out", f["tmp"]], "is a folder"),
+    (lambda f: [f["audio"], "--out", f["tmp"] / "file" / "o.npz"], "is a file, not a folder"),
+    (lambda f: [f["audio"], "--out", "/proc/o.npz"], "not writable"),
+    (lambda f: [f["audio"], "--out", f["tmp"] / "o.txt"], "Unknown motion format 'txt'"),
+    (lambda f: [f["audio"], "--out", f["out"], "--checkpoint", f["bad_ckpt"]], "'vae_hidden' is 8000"),
+    (lambda f: [f["audio"], "--out", f["out"], "--emotion", "happy=abc"], "intensity must be a number"),
+    (lambda f: [f["audio"], "--out", f["out"], "--style", f["tmp"] / "no_such.npz"], "neither a preset"),
+    (lambda f: [f["audio"], "--out", f["out"], "--style", f["short_ref"]], "at least 1 s"),
+]
+
+
+@pytest.mark.parametrize("args,fragment", CLI_CASES)
+def test_cli_bad_generate(tmp_path, args, fragment):
     x = _speech(1.0)
+    f = {"tmp": tmp_path, "out": tmp_path / "out.npz", "audio": _wav(tmp_path / "a.wav", x),
+         "bad_ckpt": _checkpoint(tmp_path, _set("model.vae_hidden", 8000)),
+         "short_ref": _npz(tmp_path / "ref.npz", fps=np.float32(25), channels=np.array(["jawOpen"]),
+                           values=np.zeros((5, 1)))}
     x[10] = np.nan
-    _wav(nan_audio, x)
-    bad_ckpt = _checkpoint(tmp_path, _set("model.vae_hidden", 8000))
+    f["nan"] = _wav(tmp_path / "nan.wav", x)
     (tmp_path / "file").write_text("x")
-    cases = [
-        (["generate", tmp_path / "none.wav", "--out", out], "error: Audio file not found"),
-        (["generate", nan_audio, "--out", out], "error: The audio in nan.wav contains 1 NaN/infinite samples"),
-        (["generate", audio, "--out", tmp_path], "is a folder"),
-        (["generate", audio, "--out", tmp_path / "file" / "o.npz"], "is a file, not a folder"),
-        (["generate", audio, "--out", "/proc/o.npz"], "not writable"),
-        (["generate", audio, "--out", tmp_path / "o.txt"], "Unknown motion format 'txt'"),
-        (["generate", audio, "--out", out, "--checkpoint", bad_ckpt], "'vae_hidden' is 8000"),
-        (["generate", audio, "--out", out, "--emotion", "happy=abc"], "intensity must be a number"),
-        (["generate", audio, "--out", out, "--style", tmp_path / "no_such.npz"], "neither a preset"),
-        (["eval", "--out", tmp_path], "is a folder"),
-    ]
-    for args, fragment in cases:
-        err = _cli(*args)
-        assert fragment in err, (args, err)
-        assert out.read_bytes() == b"an older motion file"
-    assert not _leftovers(tmp_path)
+    f["out"].write_bytes(b"an older motion file")
+    assert fragment in _cli("generate", *args(f))
+    assert f["out"].read_bytes() == b"an older motion file" and not _leftovers(tmp_path)
+
+
+def test_cli_report_path_checked_before_work(tmp_path):
+    assert "is a folder" in _cli("eval", "--out", tmp_path)
+
+
+# ---- long audio ---------------------------------------------------------------------------------
+def test_long_audio_cost_is_logged_before_encoding(generator, monkeypatch, caplog):
+    from model_core.model import speech_encoder
+    monkeypatch.setattr(speech_encoder, "LONG_AUDIO_SECONDS", 1.0)
+    with caplog.at_level("WARNING", logger="model_core.model.speech_encoder"):
+        generator.encoder.encode(_speech(2.0))
+    assert "min of audio: generating its motion takes about" in caplog.text
+    t, mb = speech_encoder.estimate_cost(3600)
+    assert 0 < t < 3600 and 0 < mb < 8192

@@ -34,6 +34,21 @@ FRAME = SAMPLE_RATE // 50  # samples per Whisper output frame (50 Hz)
 SEAM_FADE = 5  # Whisper frames cross-faded on each side of a seam (0.1 s)
 FEATURE_DIM = 384
 FEATURE_FPS = 25.0
+# long audio: above LONG_AUDIO_SECONDS the generator's cost is logged before it starts, from
+# tools/long_audio.py's measurements (docs/long_audio.json, 2 CPU threads): time and peak memory
+# grow linearly with the audio's length
+LONG_AUDIO_SECONDS = 20 * 60
+COST_SECONDS_PER_AUDIO_SECOND = 0.02
+COST_BASE_MB, COST_MB_PER_AUDIO_SECOND = 450.0, 0.25
+
+
+def estimate_cost(audio_seconds: float) -> tuple[float, float]:
+    """-> (seconds, peak MB) generating motion for this much audio should take on 2 CPU threads."""
+    threads = max(1, torch.get_num_threads())
+    return (audio_seconds * COST_SECONDS_PER_AUDIO_SECOND * 2 / min(threads, 8),
+            COST_BASE_MB + audio_seconds * COST_MB_PER_AUDIO_SECOND)
+
+
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}  # CTranslate2 DataType codes
 
 
@@ -222,6 +237,11 @@ class SpeechEncoder:
         """Features for `audio`; `n_frames` (default: duration x 25) sets the output length."""
         # every caller's audio passes here (files and arrays alike): refuse what would give NaN
         audio = check_samples(audio, "audio").astype(np.float32, copy=False)
+        seconds = len(audio) / SAMPLE_RATE
+        if seconds > LONG_AUDIO_SECONDS:  # say what's coming before the long part starts
+            t, mb = estimate_cost(seconds)
+            log.warning("%.0f min of audio: generating its motion takes about %.0f min and %.1f GB of memory "
+                        "here (estimate)", seconds / 60, t / 60, mb / 1024)
         n_frames = n_frames or max(1, int(round(len(audio) / SAMPLE_RATE * FEATURE_FPS)))
         win = int(WINDOW_SECONDS * SAMPLE_RATE)
         starts, seams = plan_windows(audio, win)
