@@ -310,9 +310,15 @@ def test_non_finite_motion_cannot_exist():
 
 
 def test_check_finite_guard_names_the_generated_motion():
-    m = Motion(*_ref()[1:], _ref()[0])
-    m.values[0, 0] = np.inf  # as if a later stage broke it after construction
-    with pytest.raises(LaliaError, match="generated motion has 1 NaN/infinite values"):
+    from model_core.base.motion import check_finite_values
+    values, fps, channels = _ref()
+    values[7, 17] = np.inf
+    with pytest.raises(LaliaError, match="generated motion has 1 NaN/infinite values \\(first at frame 7, "
+                                         "channels jawOpen\\); nothing was written. Try another seed"):
+        check_finite_values(values, channels, "generated motion")
+    m = Motion(fps, channels, _ref()[0])
+    m.values[0, 0] = np.nan  # as if a later stage broke it after construction
+    with pytest.raises(LaliaError, match="generated motion has 1 NaN"):
         m.check_finite("generated motion")
 
 

@@ -90,6 +90,20 @@ def known_channel(name: str) -> bool:
             or re.fullmatch(r"Exp[1-9][0-9]{0,3}", name) is not None)
 
 
+def check_finite_values(values: np.ndarray, channels, what: str = "generated motion") -> np.ndarray:
+    """Raise LaliaError unless every value is finite; -> values. The generator's final guard:
+    `return Motion(fps, channels, check_finite_values(values, channels, "generated motion"))`."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        frames, cols = np.nonzero(bad)
+        names = sorted({channels[c] for c in cols})
+        todo = ("nothing was written. Try another seed or checkpoint, and report it with the audio if it "
+                "repeats" if what.startswith("generated") else "the file or rig it came from is damaged")
+        raise LaliaError(f"The {what} has {int(bad.sum())} NaN/infinite values (first at frame "
+                         f"{int(frames[0])}, channels {', '.join(names[:4])}); {todo}")
+    return values
+
+
 @dataclass
 class Motion:
     fps: float
@@ -119,16 +133,8 @@ class Motion:
         self.check_finite("motion")
 
     def check_finite(self, what: str = "generated motion") -> "Motion":
-        """Raise unless every value is finite; returns self (the generator's last line calls it,
-        so no NaN or Inf ever leaves the core)."""
-        bad = ~np.isfinite(self.values)
-        if bad.any():
-            frames, cols = np.nonzero(bad)
-            names = sorted({self.channels[c] for c in cols})
-            todo = ("nothing was written. Try another seed or checkpoint, and report it with the audio if "
-                    "it repeats" if what.startswith("generated") else "the file or rig it came from is damaged")
-            raise LaliaError(f"The {what} has {int(bad.sum())} NaN/infinite values (first at frame "
-                             f"{int(frames[0])}, channels {', '.join(names[:4])}); {todo}")
+        """Raise unless every value is finite; returns self."""
+        check_finite_values(self.values, self.channels, what)
         return self
 
     def check_reference(self, what: str = "reference") -> "Motion":
