@@ -34,12 +34,13 @@ FRAME = SAMPLE_RATE // 50  # samples per Whisper output frame (50 Hz)
 SEAM_FADE = 5  # Whisper frames cross-faded on each side of a seam (0.1 s)
 FEATURE_DIM = 384
 FEATURE_FPS = 25.0
-# long audio: above LONG_AUDIO_SECONDS the generator's cost is logged before it starts, from
-# tools/long_audio.py's measurements (docs/long_audio.json, 2 CPU threads): time and peak memory
-# grow linearly with the audio's length
+# long audio: above LONG_AUDIO_SECONDS the generator's cost is logged before it starts. Both grow
+# linearly with the length. Memory from tools/long_audio.py (docs/long_audio.json: 10 min 642 MB,
+# 1 h 1404 MB peak); time from the benchmark on an idle 2-thread CPU (docs/bench.json: 10 min in
+# 11.3 s). A busy machine takes longer: with other jobs on the 2 cores, 1 h took 497 s, not ~70 s
 LONG_AUDIO_SECONDS = 20 * 60
 COST_SECONDS_PER_AUDIO_SECOND = 0.02
-COST_BASE_MB, COST_MB_PER_AUDIO_SECOND = 450.0, 0.25
+COST_BASE_MB, COST_MB_PER_AUDIO_SECOND = 490.0, 0.254
 
 
 def estimate_cost(audio_seconds: float) -> tuple[float, float]:
