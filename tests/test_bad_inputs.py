@@ -374,6 +374,9 @@ def _csc(**state):
     (dict(kintree_table=np.array([[0, 3, 1, 1, 1], [0, 1, 2, 3, 4]])), "not a tree"),
     (dict(f=np.array([[0, 1, 99]])), "vertex indices"),
     (dict(v_template=_bomb()), "holds over 50000000 numbers"),
+    # fuzz finding: a 0-d face array (and template) raised TypeError from len()
+    (dict(f=np.array(3.0), v_template=np.zeros((2, 2, 2))), "faces of shape \\(\\)"),
+    (dict(v_template=np.array(1.0)), "not a usable FLAME model"),
     (dict(J_regressor=_csc(_shape=(10 ** 6, 10 ** 6))), "impossible shape"),
     (dict(J_regressor=_csc(indices=np.array([0, 99, 2, 3, 4]))), "sparse matrix in the file is inconsistent"),
     (dict(J_regressor=_csc(indptr=np.array([0, 9] + [5] * 11))), "sparse matrix in the file is inconsistent"),

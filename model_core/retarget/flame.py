@@ -242,7 +242,7 @@ def load_flame(path, n_shape: int = N_SHAPE) -> FlameModel:
     elif not all(0 <= kin[0, i] < i for i in range(1, 5)):
         problems.append(f"kintree_table's parents {kin[0].tolist()} are not a tree over the 5 joints")
     if V < 3 or faces.size == 0:
-        problems.append(f"the mesh has {V} vertices and {len(faces)} faces")
+        problems.append(f"the mesh has {V} vertices and faces of shape {faces.shape}")
     if problems:
         raise LaliaError(f"{path.name} is not a usable FLAME model: " + "; ".join(problems))
     try:
