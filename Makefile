@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus distill disentangle bench clean
+.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus distill disentangle bench fuzz clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -49,6 +49,12 @@ demo: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
+
+# the boundary loaders (audio, checkpoint manifest, motion references, FLAME) under hypothesis,
+# FUZZ_SECONDS each: every input must load or raise LaliaError (report: docs/fuzz_report.json)
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	nice $(PY) tools/fuzz.py --seconds $(FUZZ_SECONDS) --out docs/fuzz_report.json
 
 # the add-on tests in Blender 5.0 (separate environment)
 test-blender5: setup

@@ -142,7 +142,8 @@ def _emit(report: dict, out: str | None) -> None:
     text = json.dumps(report, indent=1)
     print(text)
     if out:
-        Path(out).write_text(text)
+        from .base.files import write_text_atomic
+        write_text_atomic(out, text, "report")
 
 
 def cmd_ship(a):
@@ -348,11 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_outputs(a) -> None:
+    """Refuse an output path that can't take the file before any work (not after an hour of it)."""
+    from .base.files import check_output_path
+    if a.cmd == "generate":
+        from .base.motion import Motion
+        Motion.check_output(a.out, a.format)
+    elif a.cmd not in ("corpus",) and getattr(a, "out", None):  # corpus --out is a folder
+        check_output_path(a.out)
+    if getattr(a, "table", None):
+        check_output_path(a.table, "table")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        _check_outputs(args)
         args.func(args)
     except LaliaError as e:
         print(f"error: {e}", file=sys.stderr)

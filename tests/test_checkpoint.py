@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from model_core.base.errors import LaliaError
+from model_core.base.vocabulary import EMOTIONS
 from model_core.model.checkpoint import FORMAT_VERSION, load_checkpoint, manifest_path, read_manifest, save_checkpoint
 from model_core.model.networks import LaliaModel, ModelConfig
 
@@ -12,7 +13,7 @@ CFG = dict(d_model=32, layers=1, heads=2, ffn=64, window=20, prev=4, style_dim=1
 
 def _manifest():
     return {"channels": [f"c{i}" for i in range(55)], "fps": 25.0, "norm_mean": [0.0] * 55,
-            "norm_std": [1.0] * 55, "emotions": ["neutral"] * 8, "sampler": {"name": "ddim", "steps": 4}}
+            "norm_std": [1.0] * 55, "emotions": list(EMOTIONS), "sampler": {"name": "ddim", "steps": 4}}
 
 
 @pytest.fixture

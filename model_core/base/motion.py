@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LaliaError
+from .files import atomic_write, check_output_path
 
 ARKIT_NAMES: tuple[str, ...] = (
     "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
@@ -74,6 +75,33 @@ def canonical_arkit_name(name: str) -> str | None:
 
 
 _ARKIT_BY_KEY = {n.lower(): n for n in ARKIT_NAMES}
+# frame rates a motion may have: below 1 fps a few frames span hours (resampling a reference at
+# 1e-6 fps to 25 fps once asked for 51 GiB); above 1000 fps no capture device or rig exists
+MIN_FPS, MAX_FPS = 1.0, 1000.0
+MIN_REFERENCE_SECONDS = 1.0  # the style and emotion encoders read clips of motion, not poses
+MAX_REFERENCE_BYTES = 1 << 30  # a reference's values, uncompressed (about 40 h of 55 channels)
+MOTION_FORMATS = ("npz", "csv", "json")
+_KNOWN_EXTRA = set(HEAD_ROTATION_NAMES) | set(JAW_ROTATION_NAMES) | set(EYE_ROTATION_NAMES)
+
+
+def known_channel(name: str) -> bool:
+    """A channel some Lalia layout has: ARKit (any spelling), head/jaw/eye rotation, FLAME Exp<n>."""
+    return (name in _KNOWN_EXTRA or canonical_arkit_name(name) is not None
+            or re.fullmatch(r"Exp[1-9][0-9]{0,3}", name) is not None)
+
+
+def check_finite_values(values: np.ndarray, channels, what: str = "generated motion") -> np.ndarray:
+    """Raise LaliaError unless every value is finite; -> values. The generator's final guard:
+    `return Motion(fps, channels, check_finite_values(values, channels, "generated motion"))`."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        frames, cols = np.nonzero(bad)
+        names = sorted({channels[c] for c in cols})
+        todo = ("nothing was written. Try another seed or checkpoint, and report it with the audio if it "
+                "repeats" if what.startswith("generated") else "the file or rig it came from is damaged")
+        raise LaliaError(f"The {what} has {int(bad.sum())} NaN/infinite values (first at frame "
+                         f"{int(frames[0])}, channels {', '.join(names[:4])}); {todo}")
+    return values
 
 
 @dataclass
@@ -84,12 +112,44 @@ class Motion:
 
     def __post_init__(self):
         self.channels = tuple(str(c) for c in self.channels)
-        self.values = np.asarray(self.values, dtype=np.float32)
+        try:
+            with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused below
+                self.values = np.asarray(self.values, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise LaliaError(f"Motion values must be numbers ({e})") from None
         if self.values.ndim != 2 or self.values.shape[1] != len(self.channels):
             raise LaliaError(
                 f"Motion values must be T x {len(self.channels)}, got {self.values.shape}")
-        if not (self.fps > 0):
-            raise LaliaError(f"Motion fps must be positive, got {self.fps}")
+        try:
+            self.fps = float(self.fps)
+        except (TypeError, ValueError):
+            raise LaliaError(f"Motion fps must be a number, got {self.fps!r}") from None
+        if not (MIN_FPS <= self.fps <= MAX_FPS):
+            raise LaliaError(f"Motion fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {self.fps:g}; "
+                             "check the file's frame rate")
+        if any(not c.strip() for c in self.channels) or len(set(self.channels)) != len(self.channels):
+            raise LaliaError("Motion channel names must be non-empty and distinct")
+        # no Motion holds NaN/Inf: whatever makes one (a file, a rig, the generator) stops here
+        self.check_finite("motion")
+
+    def check_finite(self, what: str = "generated motion") -> "Motion":
+        """Raise unless every value is finite; returns self."""
+        check_finite_values(self.values, self.channels, what)
+        return self
+
+    def check_reference(self, what: str = "reference") -> "Motion":
+        """A motion used as a style or emotion reference: finite, known channels, long enough."""
+        unknown = [c for c in self.channels if not known_channel(c)]
+        if not self.channels:
+            raise LaliaError(f"The {what} has no channels")
+        if unknown:
+            raise LaliaError(f"The {what} has channels Lalia doesn't know: {', '.join(unknown[:5])}; use ARKit "
+                             "blendshape names (jawOpen, ...), headPitch/Yaw/Roll or FLAME Exp<n>")
+        self.check_finite(what)
+        if self.duration < MIN_REFERENCE_SECONDS:
+            raise LaliaError(f"The {what} is {self.duration:.2f} s long; it needs at least "
+                             f"{MIN_REFERENCE_SECONDS:g} s of motion")
+        return self
 
     @property
     def num_frames(self) -> int:
@@ -123,38 +183,105 @@ class Motion:
         return Motion(fps, self.channels, vals)
 
     # ---- files -------------------------------------------------------------------------
-    def save(self, path, fmt: str | None = None) -> Path:
+    @staticmethod
+    def check_output(path, fmt: str | None = None) -> tuple[Path, str]:
+        """The format a save to `path` would use, with the path checked: call before long work."""
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".") or "npz").lower()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "npz":
-            np.savez_compressed(path, fps=np.float32(self.fps),
-                                channels=np.array(self.channels), values=self.values)
-        elif fmt == "csv":
-            write_live_link_csv(self, path)
-        elif fmt == "json":
-            path.write_text(json.dumps({"fps": self.fps, "channels": list(self.channels),
-                                        "values": np.round(self.values, 5).tolist()}))
-        else:
-            raise LaliaError(f"Unknown motion format '{fmt}': use npz, csv or json")
+        if fmt not in MOTION_FORMATS:
+            raise LaliaError(f"Unknown motion format '{fmt}': use {', '.join(MOTION_FORMATS)} "
+                             "(from the file suffix or --format)")
+        return check_output_path(path, "motion file"), fmt
+
+    def save(self, path, fmt: str | None = None) -> Path:
+        """Write the motion whole or not at all (an existing file is only replaced by a complete one)."""
+        path, fmt = Motion.check_output(path, fmt)
+        self.check_finite("motion to save")
+        with atomic_write(path, "motion file") as tmp:
+            if fmt == "npz":
+                with open(tmp, "wb") as f:
+                    np.savez_compressed(f, fps=np.float32(self.fps),
+                                        channels=np.array(self.channels), values=self.values)
+            elif fmt == "csv":
+                write_live_link_csv(self, tmp)
+            else:
+                tmp.write_text(json.dumps({"fps": self.fps, "channels": list(self.channels),
+                                           "values": np.round(self.values, 5).tolist()}))
         return path
 
     @staticmethod
     def load(path) -> "Motion":
+        """A motion/reference file (npz, Live Link CSV, json), validated: finite values, known
+        channel names, a sane frame rate, no pickled objects. Every problem is a LaliaError."""
         path = Path(path)
         if not path.is_file():
             raise LaliaError(f"Motion file not found: {path}")
         suffix = path.suffix.lower()
-        if suffix == ".csv":
-            return read_live_link_csv(path)
-        if suffix == ".json":
-            d = json.loads(path.read_text())
-            return Motion(float(d["fps"]), tuple(d["channels"]), np.array(d["values"], np.float32))
         try:
-            with np.load(path, allow_pickle=False) as d:
-                return Motion(float(d["fps"]), tuple(d["channels"].tolist()), d["values"])
-        except (KeyError, ValueError, OSError) as e:
-            raise LaliaError(f"{path} is not a Lalia motion npz (fps, channels, values): {e}")
+            if suffix == ".csv":
+                motion = read_live_link_csv(path)
+            elif suffix == ".json":
+                motion = _read_json(path)
+            else:
+                motion = _read_npz(path)
+        except LaliaError as e:
+            raise LaliaError(f"{path.name}: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise LaliaError(f"Can't read the motion file {path}: {e}") from None
+        return motion.check_reference(f"motion file {path.name}")
+
+
+def _read_npz(path: Path) -> Motion:
+    import zipfile
+    import zlib
+    try:
+        with zipfile.ZipFile(path) as z:  # the declared sizes, before numpy inflates anything
+            big = [i.filename for i in z.infolist() if i.file_size > MAX_REFERENCE_BYTES]
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
+        raise LaliaError(f"not a Lalia motion npz (fps, channels, values): {e}") from None
+    if big:
+        raise LaliaError(f"{big[0]} is over {MAX_REFERENCE_BYTES >> 20} MiB uncompressed; "
+                         "a reference needs a few seconds of motion")
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            missing = [k for k in ("fps", "channels", "values") if k not in d.files]
+            if missing:
+                raise LaliaError(f"not a Lalia motion npz: it lacks {', '.join(missing)}")
+            fps, channels, values = d["fps"], d["channels"], d["values"]
+    except ValueError as e:  # object arrays (allow_pickle=False) and broken members
+        raise LaliaError(f"not a plain-array motion npz ({e}); object arrays are never loaded") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as e:
+        # a damaged member: zlib's and zipfile's own errors surface through np.load
+        raise LaliaError(f"not a readable npz ({type(e).__name__}: {e})") from None
+    if fps.size != 1 or fps.dtype.kind not in "fiu":
+        raise LaliaError(f"'fps' must be one number, got {fps.dtype} {fps.shape}")
+    if channels.ndim != 1 or channels.dtype.kind not in "US":
+        raise LaliaError(f"'channels' must be a list of names, got {channels.dtype} {channels.shape}")
+    if values.dtype.kind not in "fiu":
+        raise LaliaError(f"'values' must be numbers, got {values.dtype}")
+    names = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in channels.tolist()]
+    return Motion(float(fps.reshape(-1)[0]), tuple(names), values)
+
+
+def _read_json(path: Path) -> Motion:
+    try:
+        d = json.loads(path.read_text())
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise LaliaError(f"not valid JSON ({str(e)[:80]})") from None
+    if not isinstance(d, dict) or not all(k in d for k in ("fps", "channels", "values")):
+        raise LaliaError("a motion JSON needs an object with fps, channels and values")
+    fps, channels, values = d["fps"], d["channels"], d["values"]
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)):
+        raise LaliaError(f"'fps' must be a number, got {fps!r:.40}")
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise LaliaError("'channels' must be a list of names")
+    if not isinstance(values, list) or not all(
+            isinstance(r, list) and len(r) == len(channels)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r) for r in values):
+        raise LaliaError(f"'values' must be a list of frames, each {len(channels)} numbers")
+    arr = np.array(values, np.float64).reshape(len(values), len(channels))
+    with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused as non-finite
+        return Motion(float(fps), tuple(channels), arr.astype(np.float32))
 
 
 # ---- Live Link Face CSV ---------------------------------------------------------------
@@ -182,9 +309,12 @@ def write_live_link_csv(motion: Motion, path) -> None:
 
 def read_live_link_csv(path, fps: float | None = None) -> Motion:
     """Read a Live Link Face style CSV (any spelling of the ARKit columns)."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise LaliaError(f"{path}: not a readable CSV ({e})") from None
+    if len(rows) < 2 or not rows[0]:
         raise LaliaError(f"{path}: CSV has no data rows")
     header = [h.strip() for h in rows[0]]
     cols: dict[str, int] = {}
@@ -200,7 +330,11 @@ def read_live_link_csv(path, fps: float | None = None) -> Motion:
     for r, row in enumerate(rows[1:]):
         for j, name in enumerate(ARKIT_HEAD_LAYOUT):
             if name in cols and cols[name] < len(row) and row[cols[name]].strip():
-                data[r, j] = float(row[cols[name]])
+                try:
+                    data[r, j] = float(row[cols[name]])
+                except ValueError:
+                    raise LaliaError(f"{path}: row {r + 2}, column {header[cols[name]]}: "
+                                     f"{row[cols[name]][:20]!r} is not a number") from None
     if fps is None:
         fps = _fps_from_timecodes([row[0] for row in rows[1:]]) if header[0].lower() == "timecode" else 60.0
     return Motion(fps, ARKIT_HEAD_LAYOUT, data)
@@ -212,7 +346,10 @@ def _fps_from_timecodes(tcs) -> float:
     for tc in tcs:
         parts = tc.split(":")
         if len(parts) == 4:
-            frames.append(int(float(parts[3].split(".")[0])))
+            try:
+                frames.append(int(parts[3].split(".")[0]))
+            except ValueError:
+                raise LaliaError(f"timecode {tc[:20]!r} is not HH:MM:SS:FF.mmm") from None
     if not frames:
         return 60.0
     top = max(frames) + 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base.audio import load_audio
+from ..base.audio import check_samples, load_audio
 from ..base.errors import LaliaError
 from ..base.vocabulary import SAMPLE_RATE
 
@@ -15,7 +15,10 @@ def load_features(audio, encoder, fps: float) -> tuple[np.ndarray, np.ndarray, f
     """Audio (a path, or a 16 kHz mono float array) -> (waveform, T x D features at `fps`,
     seconds loading the audio, seconds encoding it)."""
     t0 = time.perf_counter()
-    wav = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, np.float32)
+    if isinstance(audio, (str, Path)):
+        wav = load_audio(audio)
+    else:
+        wav = check_samples(audio, "audio array").astype(np.float32, copy=False)
     if wav.ndim != 1 or len(wav) < 1600:
         raise LaliaError("Audio must be mono and at least 0.1 s long")
     t1 = time.perf_counter()

@@ -16,6 +16,7 @@ returned in its `Generation`, nothing is kept on the generator.
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from ..base.errors import LaliaError
-from ..base.motion import ARKIT_NAMES, Motion
+from ..base.motion import ARKIT_NAMES, Motion, check_finite_values
 from ..model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from ..model.diffusion import SAMPLERS, cosine_schedule, spaced_timesteps
 from .conditions import Conditions
@@ -96,12 +97,19 @@ class Generator:
         apply_strengths(values, self.channels, opts.strength)
         if span is not None:
             values = splice(kept, values, *span)
-        return Generation(Motion(self.fps, self.channels, values), info, timings)
+        # the final guard: motion that is not finite never leaves the core
+        return Generation(Motion(self.fps, self.channels, check_finite_values(values, self.channels)), info, timings)
 
     def window_sampler(self, opts: GenerationOptions) -> WindowSampler:
         """The sampler, its timesteps and guidance scales (the model's defaults unless `opts`
         say otherwise), seeded with opts.seed."""
         defaults = self.manifest["sampler"]
+        whole = lambda x: isinstance(x, numbers.Integral) and not isinstance(x, bool)
+        if opts.steps is not None and not (whole(opts.steps) and 1 <= opts.steps <= self.cfg.num_train_steps):
+            raise LaliaError(f"steps must be a whole number from 1 to {self.cfg.num_train_steps} (or None for the "
+                             f"model's default), got {opts.steps!r}")
+        if not (whole(opts.seed) and 0 <= opts.seed < 2 ** 63):
+            raise LaliaError(f"seed must be a whole number from 0 to 2^63 - 1, got {opts.seed!r}")
         steps = int(opts.steps or defaults["steps"])
         sampler_fn = SAMPLERS.get(opts.sampler or defaults["name"])
         if sampler_fn is None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base.assets import ASSET_DIR
+from ..base.audio import check_samples
 from ..base.errors import LaliaError
 from ..base.vocabulary import SAMPLE_RATE
 
@@ -32,6 +33,19 @@ FRAME = SAMPLE_RATE // 50  # samples per Whisper output frame (50 Hz)
 SEAM_FADE = 5  # Whisper frames cross-faded on each side of a seam (0.1 s)
 FEATURE_DIM = 384
 FEATURE_FPS = 25.0
+# long audio: above LONG_AUDIO_SECONDS the generator's cost is logged before it starts. Both grow
+# linearly with the length: memory fitted to tools/long_audio.py's runs (docs/long_audio.json), time
+# to the benchmark on an idle 2-thread CPU (docs/bench.json); a busy machine takes longer
+LONG_AUDIO_SECONDS = 20 * 60
+COST_SECONDS_PER_AUDIO_SECOND = 0.02
+COST_BASE_MB, COST_MB_PER_AUDIO_SECOND = 490.0, 0.254
+
+
+def estimate_cost(audio_seconds: float) -> tuple[float, float]:
+    """-> (seconds, peak MB) generating motion for this much audio should take on 2 CPU threads."""
+    threads = max(1, torch.get_num_threads())
+    return (audio_seconds * COST_SECONDS_PER_AUDIO_SECOND * 2 / min(threads, 8),
+            COST_BASE_MB + audio_seconds * COST_MB_PER_AUDIO_SECOND)
 
 
 # ---- log-mel front end (Whisper's) -------------------------------------------------------
@@ -150,7 +164,13 @@ class SpeechEncoder:
     @torch.inference_mode()
     def encode(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
         """Features for `audio`; `n_frames` (default: duration x 25) sets the output length."""
-        audio = np.asarray(audio, np.float32)
+        # every caller's audio passes here (files and arrays alike): refuse what would give NaN
+        audio = check_samples(audio, "audio").astype(np.float32, copy=False)
+        seconds = len(audio) / SAMPLE_RATE
+        if seconds > LONG_AUDIO_SECONDS:  # say what's coming before the long part starts
+            t, mb = estimate_cost(seconds)
+            log.warning("%.0f min of audio: generating its motion takes about %.0f min and %.1f GB of memory "
+                        "here (estimate)", seconds / 60, t / 60, mb / 1024)
         n_frames = n_frames or max(1, int(round(len(audio) / SAMPLE_RATE * FEATURE_FPS)))
         win = int(WINDOW_SECONDS * SAMPLE_RATE)
         starts, seams = plan_windows(audio, win)

@@ -47,7 +47,7 @@ class _Chumpy(StateRecord):
     def array(self) -> np.ndarray:
         if not isinstance(self.state, dict) or "x" not in self.state:
             raise LaliaError("a chumpy array in the file has no data ('x')")
-        return np.asarray(self.state["x"], np.float64)
+        return _plain(self.state["x"])
 
 
 class _Sparse(StateRecord):
@@ -59,18 +59,29 @@ class _Sparse(StateRecord):
         shape = s.get("_shape") or s.get("shape")
         if shape is None:
             raise LaliaError("a sparse matrix in the file has no shape")
-        out = np.zeros(tuple(int(x) for x in shape), np.float64)
-        if self.kind == "coo":
-            out[np.asarray(s["row"]), np.asarray(s["col"])] = np.asarray(s["data"])
+        try:
+            shape = tuple(int(x) for x in shape)
+            if len(shape) != 2 or min(shape) < 0 or shape[0] * shape[1] > MAX_ELEMENTS:
+                raise LaliaError(f"a sparse matrix in the file has an impossible shape {shape}")
+            out = np.zeros(shape, np.float64)
+            if self.kind == "coo":
+                out[np.asarray(s["row"]), np.asarray(s["col"])] = np.asarray(s["data"])
+                return out
+            data, indices, indptr = (np.asarray(s[k]) for k in ("data", "indices", "indptr"))
+            n = shape[1] if self.kind == "csc" else shape[0]
+            if (indptr.shape != (n + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0)
+                    or not indptr[-1] == len(indices) == len(data)):
+                raise ValueError("its index pointers don't match its data")
+            for j in range(n):
+                sl = slice(indptr[j], indptr[j + 1])
+                if self.kind == "csc":
+                    out[indices[sl], j] = data[sl]
+                else:
+                    out[j, indices[sl]] = data[sl]
             return out
-        data, indices, indptr = (np.asarray(s[k]) for k in ("data", "indices", "indptr"))
-        for j in range(len(indptr) - 1):
-            sl = slice(indptr[j], indptr[j + 1])
-            if self.kind == "csc":
-                out[indices[sl], j] = data[sl]
-            else:
-                out[j, indices[sl]] = data[sl]
-        return out
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError) as e:
+            # the recorded arrays don't describe a matrix: damaged, or not scipy's layout
+            raise LaliaError(f"a sparse matrix in the file is inconsistent ({type(e).__name__}: {e})") from None
 
 
 def _sparse(kind):
@@ -84,9 +95,37 @@ for _kind in ("csc", "csr", "coo"):
         _STAND_INS[(_mod, f"{_kind}_array")] = _sparse(_kind)
 
 
+MAX_ELEMENTS = 50_000_000  # numbers in one array: FLAME's largest (shapedirs) has 2.1 M
+
+
 def _plain(v):
-    """Stand-ins -> numpy arrays; everything else as it is."""
-    return v.array() if isinstance(v, (_Chumpy, _Sparse)) else v
+    """Stand-ins -> numpy arrays; everything else as it is. Nested lists are sized first: a
+    pickle can repeat one list by reference, so a few bytes can stand for billions of numbers."""
+    if isinstance(v, (_Chumpy, _Sparse)):
+        v = v.array()
+    if isinstance(v, (list, tuple)) and _leaves(v, {}) > MAX_ELEMENTS:
+        raise LaliaError(f"a value in the file holds over {MAX_ELEMENTS} numbers (or contains itself); "
+                         "not a FLAME model")
+    return v
+
+
+def _leaves(v, memo: dict, depth: int = 0) -> float:
+    """Numbers in nested lists, counting repeats; each distinct list is walked once (memo), a
+    list that contains itself counts as infinite."""
+    if not isinstance(v, (list, tuple)):
+        return 1
+    if id(v) in memo:
+        return memo[id(v)]
+    if depth > 64:  # no array has 64 dimensions
+        return float("inf")
+    memo[id(v)] = float("inf")  # in progress: meeting it again is a cycle
+    n = 0
+    for x in v:
+        n += _leaves(x, memo, depth + 1)
+        if n > MAX_ELEMENTS:
+            break
+    memo[id(v)] = n
+    return n
 
 
 def _read_mapping(path: Path, what: str) -> dict:
@@ -110,23 +149,29 @@ def _read_mapping(path: Path, what: str) -> dict:
         obj = obj.item()  # np.save of a dict
     if not isinstance(obj, dict):
         raise LaliaError(f"{path.name} is not a {what}: expected a dictionary of arrays, got {type(obj).__name__}")
-    return {str(k): _plain(v) for k, v in obj.items()}
+    try:
+        return {str(k): _plain(v) for k, v in obj.items()}
+    except LaliaError as e:
+        raise LaliaError(f"{path.name}: {e}") from None
 
 
 def _npy_payload(raw: bytes, path: Path):
     """An .npy file: its array when plain, or the bytes of the pickle it carries (object arrays)."""
     import ast
-    if raw[:6] != b"\x93NUMPY":
+    import io
+    if raw[:6] != b"\x93NUMPY" or len(raw) < 10:
         raise LaliaError(f"{path.name} is not an .npy file")
     major = raw[6]
     hlen_size = 2 if major == 1 else 4
     hlen = int.from_bytes(raw[8:8 + hlen_size], "little")
-    header = ast.literal_eval(raw[8 + hlen_size: 8 + hlen_size + hlen].decode("latin1"))
-    body = raw[8 + hlen_size + hlen:]
-    if header.get("descr") != "|O":
-        import io
-        return np.load(io.BytesIO(raw), allow_pickle=False)
-    return body
+    try:
+        header = ast.literal_eval(raw[8 + hlen_size: 8 + hlen_size + hlen].decode("latin1"))
+        descr = header.get("descr")
+        if descr != "|O":
+            return np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, SyntaxError, TypeError, AttributeError, MemoryError, RecursionError, EOFError) as e:
+        raise LaliaError(f"{path.name} is not a readable .npy file ({type(e).__name__})") from None
+    return raw[8 + hlen_size + hlen:]
 
 
 # ---- the model --------------------------------------------------------------------------
@@ -149,12 +194,14 @@ class FlameModel:
 
     def save_npz(self, path) -> Path:
         """The same model as an npz (no pickle), readable by `load_flame`."""
+        from ..base.files import atomic_write
         path = Path(path)
         shapedirs = np.concatenate([self.shapedirs, self.expdirs], 2)
         extra = {} if self.posedirs is None else {"posedirs": self.posedirs}
-        np.savez_compressed(path, v_template=self.v_template, f=self.faces, shapedirs=shapedirs,
-                            weights=self.weights, kintree_table=np.stack([self.parents, np.arange(5)]),
-                            J=self.joints, **extra)
+        with atomic_write(path, "FLAME npz") as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, v_template=self.v_template, f=self.faces, shapedirs=shapedirs,
+                                weights=self.weights, kintree_table=np.stack([self.parents, np.arange(5)]),
+                                J=self.joints, **extra)
         return path
 
 
@@ -175,9 +222,9 @@ def load_flame(path, n_shape: int = N_SHAPE) -> FlameModel:
         sd = np.asarray(d["shapedirs"], np.float64)
         weights = np.asarray(d["weights"], np.float64)
         kin = np.asarray(d["kintree_table"], np.int64)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise LaliaError(f"{path.name}: a FLAME array has an unexpected type ({e})") from None
-    V = len(v)
+    V = len(v) if v.ndim else 0
     problems = []
     if v.ndim != 2 or v.shape[1] != 3:
         problems.append(f"v_template is {v.shape}, expected V x 3")
@@ -192,8 +239,20 @@ def load_flame(path, n_shape: int = N_SHAPE) -> FlameModel:
         problems.append(f"weights is {weights.shape}, expected {V} x 5 (root, neck, jaw, eyes)")
     if kin.shape != (2, 5):
         problems.append(f"kintree_table is {kin.shape}, expected 2 x 5")
+    elif not all(0 <= kin[0, i] < i for i in range(1, 5)):
+        problems.append(f"kintree_table's parents {kin[0].tolist()} are not a tree over the 5 joints")
+    if V < 3 or faces.size == 0:
+        problems.append(f"the mesh has {V} vertices and faces of shape {faces.shape}")
     if problems:
         raise LaliaError(f"{path.name} is not a usable FLAME model: " + "; ".join(problems))
+    try:
+        return _assemble(path, d, v, faces, sd, weights, kin, n_shape)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise LaliaError(f"{path.name}: a FLAME array has an unexpected type or shape ({e})") from None
+
+
+def _assemble(path: Path, d: dict, v, faces, sd, weights, kin, n_shape: int) -> FlameModel:
+    V = len(v)
     if "J_regressor" in d:
         J = np.asarray(d["J_regressor"], np.float64)
         if J.shape != (5, V):
@@ -207,8 +266,13 @@ def load_flame(path, n_shape: int = N_SHAPE) -> FlameModel:
         posedirs = pd.reshape(V, 3, -1) if pd.size % (V * 3) == 0 else None
     parents = kin[0].copy()
     parents[0] = -1
-    if not np.all(np.isfinite(v)) or not np.all(np.isfinite(sd)):
-        raise LaliaError(f"{path.name}: the model contains NaN or infinite values")
+    if joints.shape != (5, 3):
+        raise LaliaError(f"{path.name}: the joints are {joints.shape}, expected 5 x 3")
+    arrays = {"v_template": v, "shapedirs": sd, "weights": weights, "joints": joints, "posedirs": posedirs}
+    bad = [k for k, a in arrays.items() if a is not None and not np.all(np.isfinite(a))]
+    if bad:
+        raise LaliaError(f"{path.name}: the model contains NaN or infinite values (in {', '.join(bad)}); "
+                         "the file is damaged: download it again")
     n_exp = sd.shape[2] - n_shape
     log.info("FLAME model %s: %d vertices, %d shape + %d expression components", path.name, V, n_shape, n_exp)
     return FlameModel(v, faces, sd[:, :, :n_shape], sd[:, :, n_shape:], posedirs, joints, weights, parents,

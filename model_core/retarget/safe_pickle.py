@@ -23,9 +23,16 @@ ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
-    ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
+    ("builtins", "frozenset"), ("builtins", "complex"),
     ("collections", "OrderedDict"), ("_codecs", "encode"),
 }
+
+
+def _bytearray(*args):
+    """bytearray from data only: `bytearray(10**12)` in a pickle would allocate a terabyte."""
+    if args and isinstance(args[0], int):
+        raise LaliaError("refused a pickled bytearray of a given size (only bytearrays of data are allowed)")
+    return bytearray(*args)
 
 
 class StateRecord:
@@ -63,6 +70,8 @@ class _Restricted(pickle.Unpickler):
             module = _compat_pickle.IMPORT_MAPPING[module]
         if (module, name) in self.extra:
             return self.extra[(module, name)]
+        if (module, name) == ("builtins", "bytearray"):
+            return _bytearray
         if (module, name) in ALLOWED:
             return super().find_class(module, name)
         if self.extra and (module, name) == ("copyreg", "_reconstructor"):
@@ -82,5 +91,7 @@ def safe_loads(data: bytes, what: str = "data", extra_allowed: dict | None = Non
         return _Restricted(io.BytesIO(data), extra_allowed, encoding).load()
     except LaliaError as e:
         raise LaliaError(f"{what}: {e}") from None
+    except RecursionError:
+        raise LaliaError(f"{what} is nested too deeply to be a data file") from None
     except Exception as e:  # truncated or not a pickle at all
         raise LaliaError(f"{what} is not a readable pickle ({type(e).__name__}: {e})") from None

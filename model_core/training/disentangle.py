@@ -192,7 +192,9 @@ def disentangle(checkpoint, corpus, out, cfg: DisentangleConfig | None = None) -
               "history": history, "minutes": round((time.time() - start) / 60, 2)}
     path = save_checkpoint(out, model, {**manifest, "disentangled": record}, extra=extra)
     from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in judge.state_dict().items()},
-              str(out.with_name(out.stem + "_judge.safetensors")))
+
+    from ..base.files import atomic_write
+    with atomic_write(out.with_name(out.stem + "_judge.safetensors"), "judge checkpoint") as tmp:
+        save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(tmp))
     log.info("disentangled model written to %s", path)
     return path

@@ -333,5 +333,6 @@ def ship_choice(rows: list[dict], teacher_path, student_paths, table_path, out=N
     shipped = save_checkpoint(out or DEFAULT_CHECKPOINT, model, {**manifest, "distillation_table": rows},
                               extra={**extra, **style_space}, half=True)
     table["checkpoint_sha256"] = weights_sha256(shipped)
-    Path(table_path).write_text(__import__("json").dumps(table, indent=1))
+    from ..base.files import write_text_atomic
+    write_text_atomic(table_path, __import__("json").dumps(table, indent=1), "table")
     return table

@@ -368,6 +368,8 @@ def train(config_path, resume: bool = True) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
     run = Path(cfg.run_dir)
+    from ..base.files import check_output_path
+    check_output_path(run / "last.safetensors", "checkpoint")  # before any work: not after the first hour
     run.mkdir(parents=True, exist_ok=True)
 
     # ---- data
