@@ -64,7 +64,7 @@ def cmd_train(a):
     print(train(a.config, resume=not a.fresh))
 
 
-def _parse_pairs(items, flag: str, form: str) -> dict | None:
+def _parse_pairs(items, flag: str, form: str, value: str = "the value") -> dict | None:
     """Repeated NAME=NUMBER arguments as a dict (None when none were given)."""
     if not items:
         return None
@@ -76,12 +76,12 @@ def _parse_pairs(items, flag: str, form: str) -> dict | None:
         try:
             out[k.strip()] = float(v)
         except ValueError:
-            raise LaliaError(f"{flag} {it!r}: the value must be a number")
+            raise LaliaError(f"{flag} {it!r}: {value} must be a number")
     return out
 
 
 def _parse_emotions(items) -> dict | None:
-    return _parse_pairs(items, "--emotion", "NAME=INTENSITY (e.g. happy=0.7)")
+    return _parse_pairs(items, "--emotion", "NAME=INTENSITY (e.g. happy=0.7)", "intensity")
 
 
 def generation_options(a):
@@ -92,7 +92,7 @@ def generation_options(a):
         emotion_reference=a.emotion_reference, style=a.style, steps=a.steps, seed=a.seed,
         head_motion=a.head_motion, expressiveness=a.expressiveness, brow_activity=a.brow_activity,
         blink_rate=a.blink_rate, match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold,
-        strength=_parse_pairs(a.strength, "--strength", "REGION=MULTIPLIER (e.g. mouth=0.8)"),
+        strength=_parse_pairs(a.strength, "--strength", "REGION=MULTIPLIER (e.g. mouth=0.8)", "the multiplier"),
         keep=_load_keep(a.keep), frames=_parse_frames(a.frames))
 
 

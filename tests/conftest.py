@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+from corpus_cli import build_corpus_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "model_core" / "assets" / "sample_speech.flac"
@@ -15,15 +16,6 @@ def tiny_corpus(tmp_path_factory):
     build_corpus_cli(root, hours=0.035, seed=7, workers=2)
     cache_features(root)
     return root
-
-
-def build_corpus_cli(out, hours, seed, workers):
-    """Build a corpus as users do, in a fresh process: espeak-ng's output depends on what the
-    process synthesized before, and the forked workers inherit that state."""
-    import subprocess
-    import sys
-    subprocess.run([sys.executable, "-m", "model_core", "corpus", "build", "--hours", str(hours), "--out",
-                    str(out), "--seed", str(seed), "--workers", str(workers)], check=True, cwd=ROOT)
 
 
 TINY_TRAIN = """

@@ -102,7 +102,7 @@ def test_non_finite_array_refused_by_generate(generator):
 ])
 def test_odd_but_valid_audio_gives_finite_motion(tmp_path, generator, name, make):
     p = _wav(tmp_path / f"{name}.wav", make(_speech(2.0)))
-    m = generator.generate(str(p), seed=0)
+    m = generator.generate(str(p), seed=0).motion
     assert m.num_frames == 50 and np.isfinite(m.values).all()
 
 

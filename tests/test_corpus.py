@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import build_corpus_cli
+from corpus_cli import build_corpus_cli
 
 from model_core.base.errors import LaliaError
 from model_core.base.head import load_head
