@@ -1,5 +1,5 @@
-"""`python -m model_core ...`: corpus, assets, features, generate, train, distill, ship, eval, FLAME
-tools, bench."""
+"""`python -m model_core ...`: corpus, assets, features, generate, batch, train, distill, ship, eval,
+FLAME tools, bench."""
 from __future__ import annotations
 
 import argparse
@@ -100,6 +100,30 @@ def cmd_generate(a):
     out = motion.save(a.out, a.format)
     print(f"{out}: {motion.num_frames} frames at {motion.fps:g} fps, {len(motion.channels)} channels "
           f"({motion.duration:.1f} s of motion in {elapsed:.2f} s, {motion.duration / elapsed:.1f}x real time)")
+
+
+def cmd_batch(a):
+    from .batch.lines import parse_formats, read_manifest
+    from .batch.run import run_batch
+    from .inference.options import GenerationOptions
+    if a.threads < 1:
+        raise LaliaError("--threads must be at least 1")
+    base = GenerationOptions(emotion=_parse_emotions(a.emotion), style=a.style, seed=a.seed, steps=a.steps,
+                             encoder_fit=a.fit_encoder)
+    lines = read_manifest(a.lines, base, parse_formats(a.format, ("npz",)))
+    workers = a.workers if a.workers is not None else (0 if a.ray else 1)
+    summary = run_batch(lines, Path(a.out), workers=workers, ray=a.ray, checkpoint=a.checkpoint, threads=a.threads,
+                        send_audio={"bytes": True, "paths": False}.get(a.ray_audio), progress=not a.quiet,
+                        force=a.force)
+    print(summary.text())
+    return 1 if summary.failed else 0
+
+
+def cmd_bench_batch(a):
+    from .batch.bench import bench_batch
+    report = bench_batch(a.lines, threads=a.threads, baseline=not a.no_baseline, fit=a.fit_encoder,
+                         out_json=a.json, seed=a.seed)
+    print(json.dumps(report, indent=1))
 
 
 def cmd_eval(a):
@@ -315,6 +339,42 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--checkpoint", default=None, help="the model timed as (c); default: the shipped one")
     bn.set_defaults(func=cmd_bench)
 
+    ba = sub.add_parser("batch", help="every line of a manifest (CSV, JSONL or a folder of audio) -> motion "
+                                      "files and results.jsonl; reruns skip lines done and unchanged")
+    ba.add_argument("lines", help="LINES.csv, LINES.jsonl or a folder of audio files (docs/batch.md)")
+    ba.add_argument("--out", required=True, help="the folder for the motion files and results.jsonl")
+    ba.add_argument("--format", default="npz", help="npz, csv (Live Link Face) or both; a line's format column wins")
+    ba.add_argument("--workers", type=int, default=None,
+                    help="local processes, one model each (default 1); with --ray, actors (default: one per "
+                         "--threads CPUs of the cluster)")
+    ba.add_argument("--threads", type=int, default=1,
+                    help="torch threads per worker (default 1); outputs are byte-identical at equal --threads")
+    ba.add_argument("--ray", metavar="auto|ADDRESS", default=None,
+                    help="run on a Ray cluster: auto (the running one, else a local one) or ray://HEAD:10001")
+    ba.add_argument("--ray-audio", choices=["bytes", "paths"], default="bytes",
+                    help="with --ray: the driver sends each line's audio (bytes) or workers read its path (paths)")
+    ba.add_argument("--checkpoint", default=None)
+    ba.add_argument("--seed", type=int, default=0, help="for lines without a seed column")
+    ba.add_argument("--style", default=None, help="for lines without a style column")
+    ba.add_argument("--emotion", action="append", metavar="NAME=INTENSITY", help="for lines without an emotion")
+    ba.add_argument("--steps", type=int, default=None)
+    ba.add_argument("--fit-encoder", action="store_true",
+                    help="encode short lines from only the frames they need (about 6x faster; the features "
+                         "differ a little from the trained ones: docs/batch.md)")
+    ba.add_argument("--force", action="store_true", help="render every line, done or not")
+    ba.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ba.set_defaults(func=cmd_batch)
+
+    bb = sub.add_parser("bench-batch", help="lines/s of `batch` on N lines cut from the bundled sample, "
+                                            "beside the plain per-line generate loop")
+    bb.add_argument("--lines", type=int, default=200)
+    bb.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    bb.add_argument("--seed", type=int, default=0)
+    bb.add_argument("--fit-encoder", action="store_true", help="also time the --fit-encoder batch")
+    bb.add_argument("--no-baseline", action="store_true")
+    bb.add_argument("--json", default=None, help="also write the report here (e.g. docs/batch_bench.json)")
+    bb.set_defaults(func=cmd_bench_batch)
+
     t = sub.add_parser("train", help="train a model from a TOML config")
     t.add_argument("config")
     t.add_argument("--fresh", action="store_true", help="ignore RUN/last.safetensors")
@@ -327,8 +387,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        return int(args.func(args) or 0)
     except LaliaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0

@@ -11,14 +11,14 @@ from ..base.errors import LaliaError
 from ..base.vocabulary import SAMPLE_RATE
 
 
-def load_features(audio, encoder, fps: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+def load_features(audio, encoder, fps: float, fit: bool = False) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Audio (a path, or a 16 kHz mono float array) -> (waveform, T x D features at `fps`,
-    seconds loading the audio, seconds encoding it)."""
+    seconds loading the audio, seconds encoding it); `fit`: see `SpeechEncoder.encode`."""
     t0 = time.perf_counter()
     wav = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, np.float32)
     if wav.ndim != 1 or len(wav) < 1600:
         raise LaliaError("Audio must be mono and at least 0.1 s long")
     t1 = time.perf_counter()
     n_frames = max(1, int(round(len(wav) / SAMPLE_RATE * fps)))
-    feats = encoder.encode(wav, n_frames)
+    feats = encoder.encode(wav, n_frames, fit=True) if fit else encoder.encode(wav, n_frames)
     return wav, feats, t1 - t0, time.perf_counter() - t1

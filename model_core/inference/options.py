@@ -37,6 +37,9 @@ class GenerationOptions:
         brows the reference's amount of movement (the denoiser alone follows it only in part).
     hold_closures: close the lips wherever the words' neutral mouth closes them briefly, so no
         emotion opens a /p b m/ (see `closures.py`); off gives the model's mouth alone.
+    encoder_fit: encode audio shorter than 30 s from only the frames it needs, not a padded
+        30 s window (`SpeechEncoder.encode(fit=True)`): short lines cost a fraction, but the
+        features differ from those the model was trained on; off by default (docs/batch.md).
     """
     emotion: Any = None
     emotion_from_voice: bool = False
@@ -52,6 +55,7 @@ class GenerationOptions:
     blink_rate: float = 1.0
     match_reference: bool = True
     hold_closures: bool = True
+    encoder_fit: bool = False
 
     def replace(self, **changes) -> GenerationOptions:
         """A copy with some options changed; unknown names are an error, not ignored."""

@@ -30,6 +30,7 @@ N_FFT, HOP, N_MELS = 400, 160, 80
 WINDOW_SECONDS = 30.0
 FRAME = SAMPLE_RATE // 50  # samples per Whisper output frame (50 Hz)
 SEAM_FADE = 5  # Whisper frames cross-faded on each side of a seam (0.1 s)
+FIT_ROUND = 100  # `fit` mode: mel frames (1 s) the encoder's input is rounded up to
 FEATURE_DIM = 384
 FEATURE_FPS = 25.0
 
@@ -148,8 +149,13 @@ class SpeechEncoder:
         self.device = device
 
     @torch.inference_mode()
-    def encode(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
-        """Features for `audio`; `n_frames` (default: duration x 25) sets the output length."""
+    def encode(self, audio: np.ndarray, n_frames: int | None = None, fit: bool = False) -> np.ndarray:
+        """Features for `audio`; `n_frames` (default: duration x 25) sets the output length.
+
+        `fit`: audio that fits one window is encoded from only the mel frames it needs (rounded
+        up to FIT_ROUND), not the zero-padded 30 s window, so the cost follows the audio's length.
+        Whisper (and the model trained on its features) only ever saw padded windows, so the
+        features differ; off by default (docs/batch.md has the measured difference)."""
         audio = np.asarray(audio, np.float32)
         n_frames = n_frames or max(1, int(round(len(audio) / SAMPLE_RATE * FEATURE_FPS)))
         win = int(WINDOW_SECONDS * SAMPLE_RATE)
@@ -162,7 +168,10 @@ class SpeechEncoder:
         for i, s in enumerate(starts):  # one window at a time: batching is slower on CPUs
             chunk = audio[s:s + win]
             x = torch.from_numpy(np.pad(chunk, (0, win - len(chunk))))[None].to(self.device)
-            f = self.model(log_mel(x))[0].float().cpu().numpy()
+            mel = log_mel(x)  # the padded window's mel either way: its normalisation sees the padding
+            if fit and len(starts) == 1:
+                mel = mel[..., : min(mel.shape[-1], int(math.ceil(len(chunk) / HOP / FIT_ROUND)) * FIT_ROUND)]
+            f = self.model(mel)[0].float().cpu().numpy()
             a = s // FRAME
             n = min(n_ctx, total50 - a)
             w = np.ones(total50, np.float32)
