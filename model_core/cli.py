@@ -122,7 +122,7 @@ def cmd_batch(a):
 def cmd_bench_batch(a):
     from .batch.bench import bench_batch
     report = bench_batch(a.lines, threads=a.threads, baseline=not a.no_baseline, fit=a.fit_encoder,
-                         out_json=a.json, seed=a.seed)
+                         workers=a.workers, baseline_lines=a.baseline_lines, out_json=a.json, seed=a.seed)
     print(json.dumps(report, indent=1))
 
 
@@ -372,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--seed", type=int, default=0)
     bb.add_argument("--fit-encoder", action="store_true", help="also time the --fit-encoder batch")
     bb.add_argument("--no-baseline", action="store_true")
+    bb.add_argument("--baseline-lines", type=int, default=None, help="time the plain loop on this many lines")
+    bb.add_argument("--workers", type=int, default=1, help="also time the batch in this many local processes")
     bb.add_argument("--json", default=None, help="also write the report here (e.g. docs/batch_bench.json)")
     bb.set_defaults(func=cmd_bench_batch)
 

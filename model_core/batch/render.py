@@ -24,9 +24,11 @@ def init_worker(checkpoint: str | None, threads: int) -> None:
     float rounding: the same line gives the same bytes only at the same `threads`."""
     import torch
     torch.set_num_threads(int(threads))
+    if _STATE.get("key") == (checkpoint, int(threads)):
+        return  # this process already holds that model (a driver running several batches)
     from ..inference.generator import load_generator
     _STATE["generator"] = load_generator(checkpoint)
-    _STATE["threads"] = int(threads)
+    _STATE["key"] = (checkpoint, int(threads))
 
 
 def npz_bytes(motion: Motion) -> bytes:
@@ -80,6 +82,7 @@ def render(task: dict) -> dict:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            t_audio = time.perf_counter()
             if task.get("audio_bytes") is not None:
                 with tempfile.TemporaryDirectory(prefix="lalia-audio-") as d:
                     path = Path(d) / ("audio" + task.get("suffix", ".wav"))
@@ -89,12 +92,13 @@ def render(task: dict) -> dict:
             else:
                 notes = audio_notes(task["audio"])
                 wav = load_audio(task["audio"])
+            t_audio = time.perf_counter() - t_audio
             notes += signal_notes(wav)
             gen = _STATE["generator"].generate(wav, task["options"])
             outputs = {fmt: ENCODERS[fmt](gen.motion) for fmt in task["formats"]}
         t = gen.timings
         return {"ok": True, "duration_s": round(len(wav) / 16000, 3), "frames": gen.motion.num_frames,
-                "timings": {"audio": round(t.audio, 4), "encoder": round(t.encoder, 4), "sampler": round(t.sampler, 4),
+                "timings": {"audio": round(t_audio, 4), "encoder": round(t.encoder, 4), "sampler": round(t.sampler, 4),
                             "total": round(time.perf_counter() - t0, 4)},
                 "warnings": notes + collect.messages + [str(w.message) for w in caught],
                 "outputs": outputs, "worker": f"{os.uname().nodename}:{os.getpid()}"}

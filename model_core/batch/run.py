@@ -262,17 +262,23 @@ def _written(ln: Line, rec: dict, res: dict, out: Path, summary: Summary) -> dic
 # ---- executors: one process, local processes, Ray ----------------------------------------
 class _InProcess:
     def __init__(self, checkpoint, threads):
-        from .render import init_worker
-        init_worker(checkpoint, threads)
+        self.checkpoint, self.threads = checkpoint, threads
         self.describe = f"1 process, {threads} thread(s)"
 
     def map(self, tasks, send: bool) -> Iterator:
-        from .render import render
-        for item in tasks:
-            try:
-                yield item, render(_payload(item[1], send))
-            except OSError as e:
-                yield item, {"ok": False, "error": f"can't read the audio: {e}"}
+        import torch
+
+        from .render import init_worker, render
+        before = torch.get_num_threads()  # the caller's setting, given back when the batch ends
+        init_worker(self.checkpoint, self.threads)
+        try:
+            for item in tasks:
+                try:
+                    yield item, render(_payload(item[1], send))
+                except OSError as e:
+                    yield item, {"ok": False, "error": f"can't read the audio: {e}"}
+        finally:
+            torch.set_num_threads(before)
 
 
 class _LocalPool:

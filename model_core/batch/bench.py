@@ -1,0 +1,105 @@
+"""`lalia bench-batch`: lines/s of the batch on short lines cut from the bundled sample, beside
+the plain loop a script would write (load once, then generate and save each line)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..base.assets import SAMPLE_SPEECH
+from ..base.audio import load_audio, save_wav
+
+
+def cut_lines(n: int, folder: Path, seed: int = 0, lo: float = 2.0, hi: float = 6.0) -> Path:
+    """`n` lines of `lo`..`hi` s cut at random from the bundled sample (wav files, each with its
+    own seed in the manifest); returns the manifest CSV."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wav = load_audio(SAMPLE_SPEECH)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        length = int(rng.uniform(lo, hi) * 16000)
+        start = int(rng.integers(0, len(wav) - length))
+        name = f"line_{i:05d}.wav"
+        save_wav(folder / name, wav[start:start + length])
+        rows.append({"id": f"line_{i:05d}", "audio": name, "seed": i % 7})
+    manifest = folder / "lines.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, ["id", "audio", "seed"])
+        w.writeheader()
+        w.writerows(rows)
+    return manifest
+
+
+def bench_batch(n: int, threads: int | None = None, baseline: bool = True, fit: bool = False, seed: int = 0,
+                workers: int = 1, baseline_lines: int | None = None, out_json: str | None = None) -> dict:
+    """Time the plain loop (on `baseline_lines`, default all) and the batch on `n` lines, in this
+    process at `threads` torch threads (default: all cores); with `workers` > 1 the batch also
+    runs in that many local processes of one thread each."""
+    import torch
+
+    from ..inference.generator import load_generator
+    from ..inference.options import GenerationOptions
+    from .lines import read_manifest
+    from .run import run_batch
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    tmp = Path(tempfile.mkdtemp(prefix="lalia-bench-batch-"))
+    report: dict = {"lines": n, "threads": threads, "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "machine": platform.machine(), "load_average_at_start": _load()}
+    try:
+        manifest = cut_lines(n, tmp / "lines", seed)
+        lines = read_manifest(manifest)
+        report["audio_seconds"] = round(sum(len(load_audio(ln.audio)) for ln in lines) / 16000, 1)
+        if baseline:
+            k = min(n, baseline_lines or n)
+            gen = load_generator()
+            gen.generate(str(lines[0].audio))  # warm: the first call pays one-off costs
+            t0, enc = time.perf_counter(), 0.0
+            for ln in lines[:k]:
+                g = gen.generate(str(ln.audio), ln.options)
+                enc += g.timings.encoder
+                g.motion.save(tmp / "loop" / f"{ln.id}.npz")
+            dt = time.perf_counter() - t0
+            report["loop"] = {"lines": k, "seconds": round(dt, 2), "lines_per_s": round(k / dt, 2),
+                              "s_per_line": round(dt / k, 4), "encoder_share": round(enc / dt, 3)}
+        configs = [("batch", False, 1, threads)]
+        if fit:
+            configs.append(("batch_fit_encoder", True, 1, threads))
+        if workers > 1:
+            configs.append((f"batch_{workers}_workers", False, workers, 1))
+            if fit:
+                configs.append((f"batch_fit_encoder_{workers}_workers", True, workers, 1))
+        for name, use_fit, w, th in configs:
+            base = GenerationOptions(encoder_fit=use_fit)
+            t0 = time.perf_counter()
+            s = run_batch(read_manifest(manifest, base), tmp / name, workers=w, threads=th, progress=False)
+            dt = time.perf_counter() - t0
+            recs = [json.loads(r) for r in (tmp / name / "results.jsonl").read_text().splitlines()]
+            enc = sum(r["timings"]["encoder"] for r in recs if r["status"] == "ok")
+            work = sum(r["timings"]["total"] for r in recs if r["status"] == "ok")
+            report[name] = {"workers": w, "threads": th, "ok": s.ok, "failed": s.failed,
+                            "seconds": round(dt, 2), "lines_per_s": round(n / dt, 2),
+                            "s_per_line_in_worker": round(work / max(s.ok, 1), 4),
+                            "encoder_share_in_worker": round(enc / max(work, 1e-9), 3)}
+        report["load_average_at_end"] = _load()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if out_json:
+        Path(out_json).write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
