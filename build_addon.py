@@ -26,7 +26,7 @@ PIP_PLATFORM = "manylinux_2_28_x86_64"
 WHEELS = ["torch==2.13.0", "safetensors", "soundfile", "scipy<1.15", "cffi", "pycparser",
           "filelock", "fsspec", "jinja2", "markupsafe", "mpmath", "networkx", "sympy",
           "typing_extensions"]
-# the rooms the add-on runs; data/, training/, evaluation/ and cli.py are build-time only
+# the rooms the add-on runs; data/, training/, evaluation/, batch/ and cli.py are build-time only
 RUNTIME_ROOMS = ("base", "model", "inference", "retarget")
 ASSETS = ("head.npz", "HEAD_PROVENANCE.md", "whisper_tiny_en_encoder.safetensors",
           "default_model.safetensors", "default_model.json", "sample_speech.flac", "sample_speech.json",
