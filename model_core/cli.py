@@ -121,7 +121,7 @@ def cmd_batch(a):
 
 def cmd_bench_batch(a):
     from .batch.bench import bench_batch
-    report = bench_batch(a.lines, threads=a.threads, baseline=not a.no_baseline, fit=a.fit_encoder,
+    report = bench_batch(a.lines, threads=a.threads, configs=tuple(c.strip() for c in a.configs.split(",")),
                          workers=a.workers, baseline_lines=a.baseline_lines, out_json=a.json, seed=a.seed)
     print(json.dumps(report, indent=1))
 
@@ -370,10 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--lines", type=int, default=200)
     bb.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     bb.add_argument("--seed", type=int, default=0)
-    bb.add_argument("--fit-encoder", action="store_true", help="also time the --fit-encoder batch")
-    bb.add_argument("--no-baseline", action="store_true")
+    bb.add_argument("--configs", default="loop,batch",
+                    help="comma-separated: loop (the plain generate loop), batch (one process), fit (one process, "
+                         "--fit-encoder), workers and fit-workers (--workers processes of one thread)")
     bb.add_argument("--baseline-lines", type=int, default=None, help="time the plain loop on this many lines")
-    bb.add_argument("--workers", type=int, default=1, help="also time the batch in this many local processes")
+    bb.add_argument("--workers", type=int, default=2, help="processes for the workers configs")
     bb.add_argument("--json", default=None, help="also write the report here (e.g. docs/batch_bench.json)")
     bb.set_defaults(func=cmd_bench_batch)
 

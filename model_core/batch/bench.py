@@ -39,17 +39,25 @@ def cut_lines(n: int, folder: Path, seed: int = 0, lo: float = 2.0, hi: float = 
     return manifest
 
 
-def bench_batch(n: int, threads: int | None = None, baseline: bool = True, fit: bool = False, seed: int = 0,
-                workers: int = 1, baseline_lines: int | None = None, out_json: str | None = None) -> dict:
-    """Time the plain loop (on `baseline_lines`, default all) and the batch on `n` lines, in this
-    process at `threads` torch threads (default: all cores); with `workers` > 1 the batch also
-    runs in that many local processes of one thread each."""
+CONFIGS = ("loop", "batch", "fit", "workers", "fit-workers")
+
+
+def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), workers: int = 2, seed: int = 0,
+                baseline_lines: int | None = None, out_json: str | None = None) -> dict:
+    """Time, on `n` lines cut from the sample, in this process at `threads` torch threads
+    (default: all cores): `loop` the plain generate-and-save loop (on `baseline_lines`, default
+    all, after one warm-up line), `batch` the batch in this process, `fit` the same with
+    encoder_fit; `workers` / `fit-workers` the batch in `workers` local processes of one thread.
+    The batch timings include loading the model (once per process)."""
     import torch
 
     from ..inference.generator import load_generator
     from ..inference.options import GenerationOptions
     from .lines import read_manifest
     from .run import run_batch
+    unknown = set(configs) - set(CONFIGS)
+    if unknown:
+        raise ValueError(f"unknown bench configs {sorted(unknown)}; choose from {', '.join(CONFIGS)}")
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="lalia-bench-batch-"))
@@ -59,7 +67,7 @@ def bench_batch(n: int, threads: int | None = None, baseline: bool = True, fit: 
         manifest = cut_lines(n, tmp / "lines", seed)
         lines = read_manifest(manifest)
         report["audio_seconds"] = round(sum(len(load_audio(ln.audio)) for ln in lines) / 16000, 1)
-        if baseline:
+        if "loop" in configs:
             k = min(n, baseline_lines or n)
             gen = load_generator()
             gen.generate(str(lines[0].audio))  # warm: the first call pays one-off costs
@@ -69,25 +77,22 @@ def bench_batch(n: int, threads: int | None = None, baseline: bool = True, fit: 
                 enc += g.timings.encoder
                 g.motion.save(tmp / "loop" / f"{ln.id}.npz")
             dt = time.perf_counter() - t0
-            report["loop"] = {"lines": k, "seconds": round(dt, 2), "lines_per_s": round(k / dt, 2),
-                              "s_per_line": round(dt / k, 4), "encoder_share": round(enc / dt, 3)}
-        configs = [("batch", False, 1, threads)]
-        if fit:
-            configs.append(("batch_fit_encoder", True, 1, threads))
-        if workers > 1:
-            configs.append((f"batch_{workers}_workers", False, workers, 1))
-            if fit:
-                configs.append((f"batch_fit_encoder_{workers}_workers", True, workers, 1))
-        for name, use_fit, w, th in configs:
-            base = GenerationOptions(encoder_fit=use_fit)
+            report["loop"] = {"lines": k, "workers": 1, "threads": threads, "seconds": round(dt, 2),
+                              "lines_per_s": round(k / dt, 2), "s_per_line": round(dt / k, 4),
+                              "encoder_share": round(enc / dt, 3)}
+        runs = {"batch": (False, 1, threads), "fit": (True, 1, threads), "workers": (False, workers, 1),
+                "fit-workers": (True, workers, 1)}
+        for name in (c for c in CONFIGS if c in configs and c in runs):
+            use_fit, w, th = runs[name]
             t0 = time.perf_counter()
-            s = run_batch(read_manifest(manifest, base), tmp / name, workers=w, threads=th, progress=False)
+            s = run_batch(read_manifest(manifest, GenerationOptions(encoder_fit=use_fit)), tmp / name, workers=w,
+                          threads=th, progress=False)
             dt = time.perf_counter() - t0
             recs = [json.loads(r) for r in (tmp / name / "results.jsonl").read_text().splitlines()]
             enc = sum(r["timings"]["encoder"] for r in recs if r["status"] == "ok")
             work = sum(r["timings"]["total"] for r in recs if r["status"] == "ok")
-            report[name] = {"workers": w, "threads": th, "ok": s.ok, "failed": s.failed,
-                            "seconds": round(dt, 2), "lines_per_s": round(n / dt, 2),
+            report[name] = {"lines": n, "workers": w, "threads": th, "encoder_fit": use_fit, "ok": s.ok,
+                            "failed": s.failed, "seconds": round(dt, 2), "lines_per_s": round(n / dt, 2),
                             "s_per_line_in_worker": round(work / max(s.ok, 1), 4),
                             "encoder_share_in_worker": round(enc / max(work, 1e-9), 3)}
         report["load_average_at_end"] = _load()

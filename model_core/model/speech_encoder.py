@@ -167,11 +167,15 @@ class SpeechEncoder:
         t = np.arange(total50)
         for i, s in enumerate(starts):  # one window at a time: batching is slower on CPUs
             chunk = audio[s:s + win]
-            x = torch.from_numpy(np.pad(chunk, (0, win - len(chunk))))[None].to(self.device)
-            mel = log_mel(x)  # the padded window's mel either way: its normalisation sees the padding
+            n_mel = win // HOP
             if fit and len(starts) == 1:
-                mel = mel[..., : min(mel.shape[-1], int(math.ceil(len(chunk) / HOP / FIT_ROUND)) * FIT_ROUND)]
-            f = self.model(mel)[0].float().cpu().numpy()
+                n_mel = min(n_mel, int(math.ceil(len(chunk) / HOP / FIT_ROUND)) * FIT_ROUND)
+            # zeros to the window's end, or (fit) far enough that the kept frames are the padded
+            # window's own: each frame sees N_FFT / 2 samples past its centre, and the padding
+            # never sets the normalising maximum
+            size = min(win, n_mel * HOP + N_FFT)
+            x = torch.from_numpy(np.pad(chunk, (0, size - len(chunk))))[None].to(self.device)
+            f = self.model(log_mel(x)[..., :n_mel])[0].float().cpu().numpy()
             a = s // FRAME
             n = min(n_ctx, total50 - a)
             w = np.ones(total50, np.float32)
