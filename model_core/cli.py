@@ -112,9 +112,14 @@ def cmd_batch(a):
                              encoder_fit=a.fit_encoder)
     lines = read_manifest(a.lines, base, parse_formats(a.format, ("npz",)))
     workers = a.workers if a.workers is not None else (0 if a.ray else 1)
-    summary = run_batch(lines, Path(a.out), workers=workers, ray=a.ray, checkpoint=a.checkpoint, threads=a.threads,
-                        send_audio={"bytes": True, "paths": False}.get(a.ray_audio), progress=not a.quiet,
-                        force=a.force)
+    try:
+        summary = run_batch(lines, Path(a.out), workers=workers, ray=a.ray, checkpoint=a.checkpoint,
+                            threads=a.threads, send_audio={"bytes": True, "paths": False}.get(a.ray_audio),
+                            progress=not a.quiet, force=a.force)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the lines done are in {Path(a.out) / 'results.jsonl'}; rerun the same command to "
+              "resume", file=sys.stderr)
+        return 130
     print(summary.text())
     return 1 if summary.failed else 0
 

@@ -99,10 +99,12 @@ def test_killed_run_resumes(clips, tmp_path):
     text = (out / RESULTS).read_text().splitlines()
     (out / RESULTS).write_text("\n".join(text[:2]) + "\n" + text[2][: len(text[2]) // 2])
     (out / "line_00000.npz").unlink()
+    (out / ".line_00000.npz.4242.tmp").write_bytes(b"half a file")
     s = run_batch(read_manifest(clips / "lines.csv", FAST), out, progress=False)
     assert (s.ok, s.skipped) == (2, 1)  # line 0 (output gone) and line 2 (no whole record)
     r = results(out)
     assert list(r) == ["line_00000", "line_00001", "line_00002"]
+    assert not list(out.glob(".*.tmp"))
     assert {k: v["outputs"]["npz"]["sha256"] for k, v in r.items()} == \
         {k: v["outputs"]["npz"]["sha256"] for k, v in full.items()}
 
@@ -149,3 +151,13 @@ def test_ray_cluster_gives_the_same_bytes(clips, tmp_path):
     for p in (tmp_path / "one").glob("*.npz"):
         assert p.read_bytes() == (tmp_path / "ray" / p.name).read_bytes(), p.name
     assert len({r["worker"] for r in results(tmp_path / "ray").values()}) == 2
+
+
+def test_one_batch_per_output_folder(clips, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".batch.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(Exception, match="another batch is writing"):
+            run_batch(read_manifest(clips / "lines.csv", FAST), out, progress=False)

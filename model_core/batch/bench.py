@@ -71,13 +71,15 @@ def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), w
             k = min(n, baseline_lines or n)
             gen = load_generator()
             gen.generate(str(lines[0].audio))  # warm: the first call pays one-off costs
-            t0, enc = time.perf_counter(), 0.0
+            t0, enc, cpu0 = time.perf_counter(), 0.0, time.process_time()
             for ln in lines[:k]:
                 g = gen.generate(str(ln.audio), ln.options)
                 enc += g.timings.encoder
                 g.motion.save(tmp / "loop" / f"{ln.id}.npz")
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             report["loop"] = {"lines": k, "workers": 1, "threads": threads, "seconds": round(dt, 2),
+                              "cpu_s_per_line": round(cpu / k, 4),
+                              "projected_lines_per_s_idle": round(k / cpu, 2) if threads == 1 else None,
                               "lines_per_s": round(k / dt, 2), "s_per_line": round(dt / k, 4),
                               "encoder_share": round(enc / dt, 3)}
         runs = {"batch": (False, 1, threads), "fit": (True, 1, threads), "workers": (False, workers, 1),
@@ -91,10 +93,16 @@ def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), w
             recs = [json.loads(r) for r in (tmp / name / "results.jsonl").read_text().splitlines()]
             enc = sum(r["timings"]["encoder"] for r in recs if r["status"] == "ok")
             work = sum(r["timings"]["total"] for r in recs if r["status"] == "ok")
+            cpu = sum(r["timings"].get("cpu", 0.0) for r in recs if r["status"] == "ok") / max(s.ok, 1)
             report[name] = {"lines": n, "workers": w, "threads": th, "encoder_fit": use_fit, "ok": s.ok,
                             "failed": s.failed, "seconds": round(dt, 2), "lines_per_s": round(n / dt, 2),
                             "s_per_line_in_worker": round(work / max(s.ok, 1), 4),
-                            "encoder_share_in_worker": round(enc / max(work, 1e-9), 3)}
+                            "encoder_share_in_worker": round(enc / max(work, 1e-9), 3),
+                            # CPU seconds per line: on a busy machine the wall clock measures the
+                            # neighbours too; at one thread a line takes its CPU time on an idle
+                            # core, so `workers / cpu` projects lines/s on idle cores
+                            "cpu_s_per_line": round(cpu, 4),
+                            "projected_lines_per_s_idle": round(w / cpu, 2) if cpu and th == 1 else None}
         report["load_average_at_end"] = _load()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

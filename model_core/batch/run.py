@@ -12,10 +12,12 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from ..base.errors import LaliaError
 from .lines import Line, file_sha256, input_hash, options_record
 
 RESULTS = "results.jsonl"
@@ -172,10 +174,35 @@ def run_batch(lines: list[Line], out: Path, *, workers: int = 1, ray: str | None
     from ..model.checkpoint import weights_sha256
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        return _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, force, stream,
+                    weights_sha256(checkpoint))
+
+
+@contextmanager
+def _exclusive(out: Path):
+    """One batch per output folder at a time: two would append to one results.jsonl and write
+    the same files. The lock goes with the process, so a killed run leaves none behind."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    with open(out / ".batch.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LaliaError(f"another batch is writing to {out}; wait for it or choose another --out")
+        yield
+
+
+def _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, force, stream, model) -> Summary:
     t0 = time.perf_counter()
+    for stale in out.rglob(".*.tmp"):  # temp files of a run killed mid-write (ours: .NAME.PID.tmp)
+        if stale.is_file() and stale.name.count(".") >= 3:
+            stale.unlink()
     journal = Journal(out / RESULTS)
     journal.compact([ln.id for ln in lines])
-    model = weights_sha256(checkpoint)
     summary = Summary(total=len(lines))
     bar = Progress(len(lines), progress, stream)
     tasks: list[tuple[Line, dict, dict]] = []
