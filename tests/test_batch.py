@@ -161,3 +161,22 @@ def test_one_batch_per_output_folder(clips, tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(Exception, match="another batch is writing"):
             run_batch(read_manifest(clips / "lines.csv", FAST), out, progress=False)
+
+
+def test_style_file_and_a_moved_project(clips, tmp_path):
+    """A reference-motion style resolves against the manifest; moving the project folder
+    (same bytes, new paths) leaves every line done."""
+    project = tmp_path / "project"
+    shutil.copytree(clips, project / "vo")
+    first = run_batch(read_manifest(project / "vo" / "lines.csv", FAST), tmp_path / "ref", progress=False)
+    assert first.ok == 3
+    shutil.copy(tmp_path / "ref" / "line_00000.npz", project / "ref.npz")
+    (project / "styled.csv").write_text("id,audio,style\ns,vo/line_00001.wav,ref.npz\nt,vo/line_00002.wav,nope.npz\n")
+    out = tmp_path / "out"
+    s = run_batch(read_manifest(project / "styled.csv", FAST), out, progress=False)
+    assert (s.ok, s.failed) == (1, 1)
+    assert "style reference not found" in results(out)["t"]["error"]
+    moved = tmp_path / "moved"
+    shutil.move(project, moved)
+    again = run_batch(read_manifest(moved / "styled.csv", FAST), out, progress=False)
+    assert (again.ok, again.skipped, again.failed) == (0, 1, 1)

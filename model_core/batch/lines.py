@@ -215,7 +215,10 @@ def input_hash(audio_sha256: str, options: GenerationOptions, model: str, thread
     """sha256 over everything that decides a line's motion bytes: the audio's bytes, the options,
     the model's weights, a reference style's bytes and the torch threads (they change the float
     rounding). A rerun with the same hash and intact outputs has nothing to do."""
-    record = {"audio": audio_sha256, "options": options_record(options), "model": model, "threads": threads,
+    opts = options_record(options)
+    if style_sha256:  # a style file counts by its bytes, not where the project folder sits
+        opts["style"] = None
+    record = {"audio": audio_sha256, "options": opts, "model": model, "threads": threads,
               "style_file": style_sha256, "writer": WRITER_VERSION}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -228,7 +228,7 @@ def _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, fo
             continue
         done = None if force else _still_done(journal.records.get(ln.id), rec["input_hash"], ln.formats, out)
         if done is not None:
-            finish({**done, **rec, "status": "skipped", "reason": "done and unchanged"})
+            finish({**rec, **done, "status": "skipped", "reason": "done and unchanged"})
             continue
         task = {"id": ln.id, "options": ln.options, "formats": ln.formats, "audio": str(ln.audio),
                 "suffix": ln.audio.suffix}
@@ -265,7 +265,7 @@ def _still_done(prev: dict | None, ihash: str, formats, out: Path) -> dict | Non
         o = outs.get(fmt)
         if not o or not (out / o["path"]).is_file() or file_sha256(out / o["path"]) != o["sha256"]:
             return None
-    return {k: prev[k] for k in ("duration_s", "frames", "timings", "outputs", "worker") if k in prev}
+    return {k: prev[k] for k in ("duration_s", "frames", "timings", "outputs", "worker", "warnings") if k in prev}
 
 
 def _written(ln: Line, rec: dict, res: dict, out: Path, summary: Summary) -> dict:
@@ -310,20 +310,34 @@ class _InProcess:
 
 class _LocalPool:
     """Local worker processes (spawn: a clean interpreter each, no forked torch state), each
-    loading the model once; results come back as they finish."""
+    loading the model once; results come back as they finish. A worker that dies (killed, out
+    of memory) fails the lines it held and the pool is started afresh, a few times at most."""
+    RESTARTS = 3
 
     def __init__(self, workers, checkpoint, threads):
+        self.workers, self.checkpoint, self.threads = workers, checkpoint, threads
+        self.restarts = 0
+        self.pool = self._start()
+        self.describe = f"{workers} local processes, {threads} thread(s) each"
+
+    def _start(self):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         from .render import init_worker
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=init_worker, initargs=(checkpoint, threads))
-        self.workers = workers
-        self.describe = f"{workers} local processes, {threads} thread(s) each"
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=init_worker, initargs=(self.checkpoint, self.threads))
+
+    def _restart(self, why: Exception):
+        if self.restarts >= self.RESTARTS:
+            raise LaliaError(f"the worker processes keep dying ({why}); rerun to resume, or try --workers 1")
+        self.restarts += 1
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._start()
 
     def map(self, tasks, send: bool) -> Iterator:
         from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
 
         from .render import render
         pending, queue = {}, iter(tasks)
@@ -334,9 +348,15 @@ class _LocalPool:
                     if item is None:
                         break
                     try:
-                        pending[self.pool.submit(render, _payload(item[1], send))] = item
+                        payload = _payload(item[1], send)
                     except OSError as e:
                         yield item, {"ok": False, "error": f"can't read the audio: {e}"}
+                        continue
+                    try:
+                        pending[self.pool.submit(render, payload)] = item
+                    except BrokenProcessPool as e:
+                        self._restart(e)
+                        pending[self.pool.submit(render, payload)] = item
                 if not pending:
                     return
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
