@@ -19,9 +19,13 @@ _STATE: dict = {}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so the same motion always gives the same npz bytes
 
 
-def init_worker(checkpoint: str | None, threads: int) -> None:
+def init_worker(checkpoint: str | None, threads: int, orphan_exit: bool = False) -> None:
     """Load the model once per process. The torch thread count is fixed because it changes the
-    float rounding: the same line gives the same bytes only at the same `threads`."""
+    float rounding: the same line gives the same bytes only at the same `threads`.
+    `orphan_exit`: a local worker process ends itself when its driver is gone (a driver killed
+    with -9 can't stop its pool, and the workers would wait for lines forever)."""
+    if orphan_exit:
+        _exit_with_parent()
     import torch
     torch.set_num_threads(int(threads))
     if _STATE.get("key") == (checkpoint, int(threads)):
@@ -29,6 +33,17 @@ def init_worker(checkpoint: str | None, threads: int) -> None:
     from ..inference.generator import load_generator
     _STATE["generator"] = load_generator(checkpoint)
     _STATE["key"] = (checkpoint, int(threads))
+
+
+def _exit_with_parent() -> None:
+    import threading
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+    threading.Thread(target=watch, name="lalia-orphan-watch", daemon=True).start()
 
 
 def npz_bytes(motion: Motion) -> bytes:

@@ -326,7 +326,7 @@ class _LocalPool:
 
         from .render import init_worker
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=init_worker, initargs=(self.checkpoint, self.threads))
+                                   initializer=init_worker, initargs=(self.checkpoint, self.threads, True))
 
     def _restart(self, why: Exception):
         if self.restarts >= self.RESTARTS:
