@@ -116,7 +116,8 @@ class Progress:
             return
         self._last = now
         elapsed = now - self.t0
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        worked = self.done - self.counts["skipped"]  # skipped lines cost nothing: not in the rate
+        rate = worked / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         self.stream.write(f"\rbatch {self.done}/{self.total} lines  {rate:.2f} lines/s  ETA {_clock(eta)}  "
                           f"ok {self.counts['ok']} failed {self.counts['failed']} skipped {self.counts['skipped']}  ")
