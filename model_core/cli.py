@@ -364,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--emotion", action="append", metavar="NAME=INTENSITY", help="for lines without an emotion")
     ba.add_argument("--steps", type=int, default=None)
     ba.add_argument("--fit-encoder", action="store_true",
-                    help="encode short lines from only the frames they need (about 6x faster; the features "
-                         "differ a little from the trained ones: docs/batch.md)")
+                    help="encode short lines from only the frames they need: much cheaper, but the features "
+                         "differ a little from the trained ones (docs/batch.md)")
     ba.add_argument("--force", action="store_true", help="render every line, done or not")
     ba.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ba.set_defaults(func=cmd_batch)

@@ -136,6 +136,14 @@ def test_encoder_fit_is_off_by_default_and_close(generator, sample_audio):
     cos = (full * fit).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(fit, axis=1)
     assert 0.95 < cos.mean() < 1.0
     assert GenerationOptions().encoder_fit is False
+    # the default is still the zero-padded 30 s window, bit for bit
+    import torch
+
+    from model_core.model.speech_encoder import log_mel, resample_features
+    with torch.inference_mode():
+        padded = torch.from_numpy(np.pad(line, (0, 480000 - len(line))))[None]
+        f50 = enc.model(log_mel(padded))[0].numpy()[: len(line) // 320]
+    np.testing.assert_array_equal(full, resample_features(f50, 100))
 
 
 def test_ray_cluster_gives_the_same_bytes(clips, tmp_path):
