@@ -60,6 +60,8 @@ def parse_emotion(text) -> dict | None:
 
 
 def parse_formats(text, default: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(text, (list, tuple)):  # JSONL: ["npz", "csv"]
+        text = ",".join(map(str, text))
     if text is None or not str(text).strip():
         return default
     t = str(text).strip().lower()
