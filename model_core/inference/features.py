@@ -20,5 +20,6 @@ def load_features(audio, encoder, fps: float, fit: bool = False) -> tuple[np.nda
         raise LaliaError("Audio must be mono and at least 0.1 s long")
     t1 = time.perf_counter()
     n_frames = max(1, int(round(len(wav) / SAMPLE_RATE * fps)))
+    # asked only when wanted: an encoder handed to the Generator needn't know `fit`
     feats = encoder.encode(wav, n_frames, fit=True) if fit else encoder.encode(wav, n_frames)
     return wav, feats, t1 - t0, time.perf_counter() - t1
