@@ -377,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--seed", type=int, default=0)
     bb.add_argument("--configs", default="loop,batch",
                     help="comma-separated: loop (the plain generate loop), batch (one process), fit (one process, "
-                         "--fit-encoder), workers and fit-workers (--workers processes of one thread)")
+                         "--fit-encoder), workers and fit-workers (--workers processes of one thread), ray "
+                         "(fit-workers on Ray actors, a local cluster unless one is running)")
     bb.add_argument("--baseline-lines", type=int, default=None, help="time the plain loop on this many lines")
     bb.add_argument("--workers", type=int, default=2, help="processes for the workers configs")
     bb.add_argument("--json", default=None, help="also write the report here (e.g. docs/batch_bench.json)")

@@ -39,7 +39,7 @@ def cut_lines(n: int, folder: Path, seed: int = 0, lo: float = 2.0, hi: float = 
     return manifest
 
 
-CONFIGS = ("loop", "batch", "fit", "workers", "fit-workers")
+CONFIGS = ("loop", "batch", "fit", "workers", "fit-workers", "ray")
 
 
 def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), workers: int = 2, seed: int = 0,
@@ -47,8 +47,9 @@ def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), w
     """Time, on `n` lines cut from the sample, in this process at `threads` torch threads
     (default: all cores): `loop` the plain generate-and-save loop (on `baseline_lines`, default
     all, after one warm-up line), `batch` the batch in this process, `fit` the same with
-    encoder_fit; `workers` / `fit-workers` the batch in `workers` local processes of one thread.
-    The batch timings include loading the model (once per process)."""
+    encoder_fit; `workers` / `fit-workers` the batch in `workers` local processes of one thread;
+    `ray` as fit-workers, on Ray actors (`--ray auto`: a local cluster unless one is running).
+    The batch timings include loading the model (once per process) and starting Ray."""
     import torch
 
     from ..inference.generator import load_generator
@@ -83,12 +84,12 @@ def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), w
                               "lines_per_s": round(k / dt, 2), "s_per_line": round(dt / k, 4),
                               "encoder_share": round(enc / dt, 3)}
         runs = {"batch": (False, 1, threads), "fit": (True, 1, threads), "workers": (False, workers, 1),
-                "fit-workers": (True, workers, 1)}
+                "fit-workers": (True, workers, 1), "ray": (True, workers, 1)}
         for name in (c for c in CONFIGS if c in configs and c in runs):
             use_fit, w, th = runs[name]
             t0 = time.perf_counter()
             s = run_batch(read_manifest(manifest, GenerationOptions(encoder_fit=use_fit)), tmp / name, workers=w,
-                          threads=th, progress=False)
+                          threads=th, progress=False, ray="auto" if name == "ray" else None)
             dt = time.perf_counter() - t0
             recs = [json.loads(r) for r in (tmp / name / "results.jsonl").read_text().splitlines()]
             enc = sum(r["timings"]["encoder"] for r in recs if r["status"] == "ok")
@@ -103,6 +104,9 @@ def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), w
                             # core, so `workers / cpu` projects lines/s on idle cores
                             "cpu_s_per_line": round(cpu, 4),
                             "projected_lines_per_s_idle": round(w / cpu, 2) if cpu and th == 1 else None}
+            if name == "ray" and "fit-workers" in report:  # Ray must not change a byte
+                report[name]["same_bytes_as_fit_workers"] = all(
+                    p.read_bytes() == (tmp / "fit-workers" / p.name).read_bytes() for p in (tmp / name).glob("*.npz"))
         report["load_average_at_end"] = _load()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
