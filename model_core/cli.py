@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def generation_options(a):
         emotion=_parse_emotions(a.emotion), emotion_from_voice=a.emotion_from_voice,
         emotion_reference=a.emotion_reference, style=a.style, steps=a.steps, seed=a.seed,
         head_motion=a.head_motion, expressiveness=a.expressiveness, brow_activity=a.brow_activity,
-        blink_rate=a.blink_rate, match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold)
+        blink_rate=a.blink_rate, match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold,
+        encoder_fit=getattr(a, "fit_encoder", False))
 
 
 def cmd_generate(a):
@@ -121,6 +123,9 @@ def cmd_batch(a):
               "resume", file=sys.stderr)
         return 130
     print(summary.text())
+    cores = os.cpu_count() or 1
+    if workers == 1 and not a.ray and cores > 1 and summary.ok >= 20:
+        print(f"(this ran in one process on one core; --workers {cores} uses all {cores} cores)")
     return 1 if summary.failed else 0
 
 
@@ -262,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with a reference --style, don't give the head and mouth its amount of movement")
     g.add_argument("--no-closure-hold", action="store_true",
                    help="the model's mouth alone: don't hold the lips closed where the words close them")
+    g.add_argument("--fit-encoder", action="store_true",
+                   help="encode audio under 30 s from only the frames it needs: much cheaper for short lines, "
+                        "but the features differ a little from the trained ones (docs/batch.md)")
     g.add_argument("--checkpoint", default=None)
     g.add_argument("--device", default="cpu")
     g.set_defaults(func=cmd_generate)
