@@ -120,6 +120,15 @@ def test_workers_give_the_same_bytes(clips, tmp_path):
                                                                           results(tmp_path / "one").values()}
 
 
+def test_ids_name_files_safely(clips):
+    rows = ["id,audio"] + [f"{i},{clips}/line_00000.wav" for i in
+                           ("ch1/anna-2.take3", "アンナ_001", ".hidden", "a/../b", "/abs", "a b")]
+    manifest = clips / "ids.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    lines = read_manifest(manifest)
+    assert [ln.error is None for ln in lines] == [True, True, False, False, False, False]
+
+
 def test_emotion_parsing():
     assert parse_emotion("happy=0.6;sad=0.2") == {"happy": 0.6, "sad": 0.2}
     assert parse_emotion("") is None

@@ -20,7 +20,9 @@ FORMATS = ("npz", "csv")
 NUMBER_COLUMNS = {"steps": int, "head_motion": float, "expressiveness": float, "brow_activity": float,
                   "blink_rate": float}
 KNOWN_COLUMNS = {"audio", "id", "character", "transcript", "emotion", "style", "seed", "format"} | set(NUMBER_COLUMNS)
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+# letters and digits of any script, _ . -, and / between folder names; no part starts with a dot
+# (hidden files, and the driver's temp files are .NAME.PID.tmp)
+_SAFE_ID = re.compile(r"^[^\W.][\w.\-]*(/[^\W.][\w.\-]*)*$")
 
 
 @dataclass
@@ -132,7 +134,8 @@ def _line(index: int, row: dict, root: Path, base: GenerationOptions, formats) -
         if row.get("_error"):
             raise LaliaError(row["_error"])
         if not _SAFE_ID.match(ident) or ".." in ident.split("/"):
-            raise LaliaError(f"id {ident!r} can't name a file: use letters, digits, . _ - and / for folders")
+            raise LaliaError(f"id {ident!r} can't name a file: use letters, digits, . _ - and / for folders "
+                             "(not starting with a dot)")
         if not audio or not str(audio).strip():
             raise LaliaError("no audio path")
         ln.audio = _resolve(str(audio).strip(), root)
