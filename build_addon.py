@@ -51,7 +51,7 @@ PYTHONS = {
     "3.11": {"blender_min": "4.2.0", "blender_max": "5.1.0", "label": "blender4.2-5.0", "numpy": "1.26.4"},
     "3.13": {"blender_min": "5.1.0", "blender_max": None, "label": "blender5.1-later", "numpy": "2.2.0"},
 }
-# the rooms the add-on runs; data/, training/, evaluation/ and cli.py are build-time only
+# the rooms the add-on runs; data/, training/, evaluation/, batch/ and cli.py are build-time only
 RUNTIME_ROOMS = ("base", "model", "inference", "retarget")
 ASSETS = ("head.npz", "HEAD_PROVENANCE.md", "whisper_tiny_en_encoder.safetensors",
           "default_model.safetensors", "default_model.json", "sample_speech.flac", "sample_speech.json",

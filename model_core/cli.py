@@ -1,10 +1,11 @@
-"""`python -m model_core ...`: corpus, assets, features, generate, train, distill, ship, eval, FLAME
-tools, bench."""
+"""`python -m model_core ...`: corpus, assets, features, generate, batch, train, distill, ship, eval,
+FLAME tools, bench."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def generation_options(a):
         head_motion=a.head_motion, expressiveness=a.expressiveness, brow_activity=a.brow_activity,
         blink_rate=a.blink_rate, match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold,
         strength=_parse_pairs(a.strength, "--strength", "REGION=MULTIPLIER (e.g. mouth=0.8)", "the multiplier"),
-        keep=_load_keep(a.keep), frames=_parse_frames(a.frames))
+        keep=_load_keep(a.keep), frames=_parse_frames(a.frames), encoder_fit=getattr(a, "fit_encoder", False))
 
 
 def _load_keep(path):
@@ -122,6 +123,38 @@ def cmd_generate(a):
     out = motion.save(a.out, a.format)
     print(f"{out}: {motion.num_frames} frames at {motion.fps:g} fps, {len(motion.channels)} channels "
           f"({motion.duration:.1f} s of motion in {elapsed:.2f} s, {motion.duration / elapsed:.1f}x real time)")
+
+
+def cmd_batch(a):
+    from .batch.lines import parse_formats, read_manifest
+    from .batch.run import run_batch
+    from .inference.options import GenerationOptions
+    if a.threads < 1:
+        raise LaliaError("--threads must be at least 1")
+    base = GenerationOptions(emotion=_parse_emotions(a.emotion), style=a.style, seed=a.seed, steps=a.steps,
+                             encoder_fit=a.fit_encoder)
+    lines = read_manifest(a.lines, base, parse_formats(a.format, ("npz",)))
+    workers = a.workers if a.workers is not None else (0 if a.ray else 1)
+    try:
+        summary = run_batch(lines, Path(a.out), workers=workers, ray=a.ray, checkpoint=a.checkpoint,
+                            threads=a.threads, send_audio={"bytes": True, "paths": False}.get(a.ray_audio),
+                            progress=not a.quiet, force=a.force)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the lines done are in {Path(a.out) / 'results.jsonl'}; rerun the same command to "
+              "resume", file=sys.stderr)
+        return 130
+    print(summary.text())
+    cores = os.cpu_count() or 1
+    if workers == 1 and not a.ray and cores > 1 and summary.ok >= 20:
+        print(f"(this ran in one process on one core; --workers {cores} uses all {cores} cores)")
+    return 1 if summary.failed else 0
+
+
+def cmd_bench_batch(a):
+    from .batch.bench import bench_batch
+    report = bench_batch(a.lines, threads=a.threads, configs=tuple(c.strip() for c in a.configs.split(",")),
+                         workers=a.workers, baseline_lines=a.baseline_lines, out_json=a.json, seed=a.seed)
+    print(json.dumps(report, indent=1))
 
 
 def cmd_eval(a):
@@ -260,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale a region's movement: mouth, brows, eyes, cheeks, head (0..3), e.g. --strength head=0.5")
     g.add_argument("--keep", metavar="MOTION.npz", help="an earlier generation of this audio: regenerate only --frames")
     g.add_argument("--frames", metavar="START:END", help="with --keep, the frames (at 25 fps) to regenerate")
+    g.add_argument("--fit-encoder", action="store_true",
+                   help="encode audio under 30 s from only the frames it needs: much cheaper for short lines, "
+                        "but the features differ a little from the trained ones (docs/batch.md)")
     g.add_argument("--checkpoint", default=None)
     g.add_argument("--device", default="cpu")
     g.set_defaults(func=cmd_generate)
@@ -342,6 +378,46 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--checkpoint", default=None, help="the model timed as (c); default: the shipped one")
     bn.set_defaults(func=cmd_bench)
 
+    ba = sub.add_parser("batch", help="every line of a manifest (CSV, JSONL or a folder of audio) -> motion "
+                                      "files and results.jsonl; reruns skip lines done and unchanged")
+    ba.add_argument("lines", help="LINES.csv, LINES.jsonl or a folder of audio files (docs/batch.md)")
+    ba.add_argument("--out", required=True, help="the folder for the motion files and results.jsonl")
+    ba.add_argument("--format", default="npz", help="npz, csv (Live Link Face) or both; a line's format column wins")
+    ba.add_argument("--workers", type=int, default=None,
+                    help="local processes, one model each (default 1); with --ray, actors (default: one per "
+                         "--threads CPUs of the cluster)")
+    ba.add_argument("--threads", type=int, default=1,
+                    help="torch threads per worker (default 1); outputs are byte-identical at equal --threads")
+    ba.add_argument("--ray", metavar="auto|ADDRESS", default=None,
+                    help="run on a Ray cluster: auto (the running one, else a local one) or ray://HEAD:10001")
+    ba.add_argument("--ray-audio", choices=["bytes", "paths"], default="bytes",
+                    help="with --ray: the driver sends each line's audio (bytes) or workers read its path (paths)")
+    ba.add_argument("--checkpoint", default=None)
+    ba.add_argument("--seed", type=int, default=0, help="for lines without a seed column")
+    ba.add_argument("--style", default=None, help="for lines without a style column")
+    ba.add_argument("--emotion", action="append", metavar="NAME=INTENSITY", help="for lines without an emotion")
+    ba.add_argument("--steps", type=int, default=None)
+    ba.add_argument("--fit-encoder", action="store_true",
+                    help="encode short lines from only the frames they need: much cheaper, but the features "
+                         "differ a little from the trained ones (docs/batch.md)")
+    ba.add_argument("--force", action="store_true", help="render every line, done or not")
+    ba.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ba.set_defaults(func=cmd_batch)
+
+    bb = sub.add_parser("bench-batch", help="lines/s of `batch` on N lines cut from the bundled sample, "
+                                            "beside the plain per-line generate loop")
+    bb.add_argument("--lines", type=int, default=200)
+    bb.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    bb.add_argument("--seed", type=int, default=0)
+    bb.add_argument("--configs", default="loop,batch",
+                    help="comma-separated: loop (the plain generate loop), batch (one process), fit (one process, "
+                         "--fit-encoder), workers and fit-workers (--workers processes of one thread), ray "
+                         "(fit-workers on Ray actors, a local cluster unless one is running)")
+    bb.add_argument("--baseline-lines", type=int, default=None, help="time the plain loop on this many lines")
+    bb.add_argument("--workers", type=int, default=2, help="processes for the workers configs")
+    bb.add_argument("--json", default=None, help="also write the report here (e.g. docs/batch_bench.json)")
+    bb.set_defaults(func=cmd_bench_batch)
+
     t = sub.add_parser("train", help="train a model from a TOML config")
     t.add_argument("config")
     t.add_argument("--fresh", action="store_true", help="ignore RUN/last.safetensors")
@@ -367,8 +443,7 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         _check_outputs(args)
-        args.func(args)
+        return int(args.func(args) or 0)
     except LaliaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0

@@ -11,9 +11,9 @@ from ..base.errors import LaliaError
 from ..base.vocabulary import SAMPLE_RATE
 
 
-def load_features(audio, encoder, fps: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+def load_features(audio, encoder, fps: float, fit: bool = False) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Audio (a path, or a 16 kHz mono float array) -> (waveform, T x D features at `fps`,
-    seconds loading the audio, seconds encoding it)."""
+    seconds loading the audio, seconds encoding it); `fit`: see `SpeechEncoder.encode`."""
     t0 = time.perf_counter()
     if isinstance(audio, (str, Path)):
         wav = load_audio(audio)
@@ -23,5 +23,6 @@ def load_features(audio, encoder, fps: float) -> tuple[np.ndarray, np.ndarray, f
         raise LaliaError("Audio must be mono and at least 0.1 s long")
     t1 = time.perf_counter()
     n_frames = max(1, int(round(len(wav) / SAMPLE_RATE * fps)))
-    feats = encoder.encode(wav, n_frames)
+    # asked only when wanted: an encoder handed to the Generator needn't know `fit`
+    feats = encoder.encode(wav, n_frames, fit=True) if fit else encoder.encode(wav, n_frames)
     return wav, feats, t1 - t0, time.perf_counter() - t1

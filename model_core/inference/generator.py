@@ -68,7 +68,8 @@ class Generator:
         opts = (options or GenerationOptions()).replace(**changes) if changes else (options or GenerationOptions())
         info: dict = {}
         timings = Timings()
-        wav, feats, timings.audio, timings.encoder = load_features(audio, self.encoder, self.fps)
+        wav, feats, timings.audio, timings.encoder = load_features(audio, self.encoder, self.fps,
+                                                                     fit=opts.encoder_fit)
         T = len(feats)
         f = torch.from_numpy(feats).to(self.device)
         cond = self.conditions

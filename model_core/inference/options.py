@@ -45,6 +45,9 @@ class GenerationOptions:
         bit, and the new frames are sampled from the kept frames before them and blended into
         the kept frames after them (`ranges.py`). The other options (a new seed, emotion or
         style) then apply to the range alone.
+    encoder_fit: encode audio shorter than 30 s from only the frames it needs, not a padded
+        30 s window (`SpeechEncoder.encode(fit=True)`): short lines cost a fraction, but the
+        features differ from those the model was trained on; off by default (docs/batch.md).
     """
     emotion: Any = None
     emotion_from_voice: bool = False
@@ -63,6 +66,7 @@ class GenerationOptions:
     strength: dict | None = None
     keep: Motion | None = None
     frames: tuple[int, int] | None = None
+    encoder_fit: bool = False
 
     def replace(self, **changes) -> GenerationOptions:
         """A copy with some options changed; unknown names are an error, not ignored."""

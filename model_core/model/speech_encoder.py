@@ -31,6 +31,7 @@ N_FFT, HOP, N_MELS = 400, 160, 80
 WINDOW_SECONDS = 30.0
 FRAME = SAMPLE_RATE // 50  # samples per Whisper output frame (50 Hz)
 SEAM_FADE = 5  # Whisper frames cross-faded on each side of a seam (0.1 s)
+FIT_ROUND = 100  # `fit` mode: mel frames (1 s) the encoder's input is rounded up to
 FEATURE_DIM = 384
 FEATURE_FPS = 25.0
 # long audio: above LONG_AUDIO_SECONDS the generator's cost is logged before it starts. Both grow
@@ -162,8 +163,13 @@ class SpeechEncoder:
         self.device = device
 
     @torch.inference_mode()
-    def encode(self, audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
-        """Features for `audio`; `n_frames` (default: duration x 25) sets the output length."""
+    def encode(self, audio: np.ndarray, n_frames: int | None = None, fit: bool = False) -> np.ndarray:
+        """Features for `audio`; `n_frames` (default: duration x 25) sets the output length.
+
+        `fit`: audio that fits one window is encoded from only the mel frames it needs (rounded
+        up to FIT_ROUND), not the zero-padded 30 s window, so the cost follows the audio's length.
+        Whisper (and the model trained on its features) only ever saw padded windows, so the
+        features differ; off by default (docs/batch.md has the measured difference)."""
         # every caller's audio passes here (files and arrays alike): refuse what would give NaN
         audio = check_samples(audio, "audio").astype(np.float32, copy=False)
         seconds = len(audio) / SAMPLE_RATE
@@ -181,8 +187,15 @@ class SpeechEncoder:
         t = np.arange(total50)
         for i, s in enumerate(starts):  # one window at a time: batching is slower on CPUs
             chunk = audio[s:s + win]
-            x = torch.from_numpy(np.pad(chunk, (0, win - len(chunk))))[None].to(self.device)
-            f = self.model(log_mel(x))[0].float().cpu().numpy()
+            n_mel = win // HOP
+            if fit and len(starts) == 1:
+                n_mel = min(n_mel, int(math.ceil(len(chunk) / HOP / FIT_ROUND)) * FIT_ROUND)
+            # zeros to the window's end, or (fit) far enough that the kept frames are the padded
+            # window's own: each frame sees N_FFT / 2 samples past its centre, and the padding
+            # never sets the normalising maximum
+            size = min(win, n_mel * HOP + N_FFT)
+            x = torch.from_numpy(np.pad(chunk, (0, size - len(chunk))))[None].to(self.device)
+            f = self.model(log_mel(x)[..., :n_mel])[0].float().cpu().numpy()
             a = s // FRAME
             n = min(n_ctx, total50 - a)
             w = np.ones(total50, np.float32)
