@@ -33,13 +33,15 @@ MAX_LAG_S = 0.2
 BILABIALS = frozenset({"p", "b", "m"})
 ROUNDED = frozenset({"uw", "uh", "ow", "ao", "er", "w"})
 SPREAD = frozenset({"iy", "ih", "ey", "eh", "ae"})
-# how far each phone opens the lips, 0..1: vowels by height (and diphthongs by their start),
-# consonants by how far their place lets the jaw drop; bilabials close
+# how far each phone opens the lips, 0..1: vowels by height (diphthongs by their open start);
+# "ah" is both the open-mid /ʌ/ and the schwa (the aligner's dictionary has no stress), so it
+# sits between them; consonants by how far their place lets the jaw drop, the postalveolars
+# with their flared lips above /s z/; bilabials close
 OPENNESS = {
-    "aa": 1.0, "ae": 0.9, "aw": 0.9, "ay": 0.9, "ah": 0.8, "ao": 0.8, "oy": 0.7, "eh": 0.65, "ow": 0.6,
+    "aa": 1.0, "ae": 0.9, "aw": 0.9, "ay": 0.9, "ao": 0.8, "oy": 0.7, "eh": 0.65, "ah": 0.6, "ow": 0.6,
     "ey": 0.55, "ax": 0.5, "er": 0.45, "ih": 0.4, "uh": 0.4, "iy": 0.3, "uw": 0.3,
-    "hh": 0.5, "k": 0.35, "g": 0.35, "ng": 0.3, "l": 0.3, "t": 0.3, "d": 0.3, "n": 0.3, "y": 0.25,
-    "r": 0.25, "th": 0.25, "dh": 0.25, "s": 0.2, "z": 0.2, "sh": 0.2, "zh": 0.2, "ch": 0.2, "jh": 0.2,
+    "hh": 0.5, "k": 0.35, "g": 0.35, "sh": 0.35, "zh": 0.35, "ch": 0.35, "jh": 0.35, "ng": 0.3, "l": 0.3,
+    "t": 0.3, "d": 0.3, "n": 0.3, "y": 0.25, "r": 0.25, "th": 0.25, "dh": 0.25, "s": 0.2, "z": 0.2,
     "w": 0.15, "f": 0.1, "v": 0.1, "p": 0.0, "b": 0.0, "m": 0.0, "sil": 0.0,
 }
 METRICS = ("bilabial_closure", "openness_r", "sync_lag_ms", "rounding_contrast", "vowel_opening_mm")
