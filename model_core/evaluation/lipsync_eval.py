@@ -57,6 +57,28 @@ def words_prior(generator, audio: np.ndarray) -> Motion:
         return Motion(generator.fps, generator.channels, generator.to_values(prior))
 
 
+class _SameFeatures:
+    """The generator's speech features computed once per clip for all the variants run on it
+    (the encoder is most of a short clip's cost; the features don't depend on the settings)."""
+
+    def __init__(self, generator):
+        self.generator, self.features = generator, generator.features
+        self.key, self.value = None, None
+
+    def __call__(self, audio):
+        key = (id(audio), len(audio)) if isinstance(audio, np.ndarray) else audio
+        if key != self.key:
+            self.key, self.value = key, self.features(audio)
+        return self.value
+
+    def __enter__(self):
+        self.generator.features = self
+        return self
+
+    def __exit__(self, *exc):
+        del self.generator.features  # back to the class's method
+
+
 def peer_phones(clips: list[dict], set_dir: Path, progress=print) -> dict[str, dict]:
     """Recognised words and phones per clip, cached in the set's folder by audio sha256 (the
     recognition is deterministic and the slowest part)."""
@@ -99,14 +121,15 @@ def evaluate_lipsync(generator, set_dir, manifest=None, emotions: bool = False, 
                                                                             emotion={e: 1.0}))(e)
     stats = {name: [] for name in systems}
     seconds = {name: 0.0 for name in systems}
-    for i, c in enumerate(clips):
-        for name, fn in systems.items():
-            t = time.perf_counter()
-            motion = fn(c)
-            seconds[name] += time.perf_counter() - t
-            stats[name].append(clip_stats(motion, c["phones"]))
-        if (i + 1) % 20 == 0:
-            progress(f"{i + 1}/{len(clips)} clips")
+    with _SameFeatures(generator):
+        for i, c in enumerate(clips):
+            for name, fn in systems.items():
+                t = time.perf_counter()
+                motion = fn(c)
+                seconds[name] += time.perf_counter() - t
+                stats[name].append(clip_stats(motion, c["phones"]))
+            if (i + 1) % 20 == 0:
+                progress(f"{i + 1}/{len(clips)} clips")
     timings.update({f"{k}_s": round(v, 1) for k, v in seconds.items()})
 
     def pooled(sel) -> dict:
