@@ -10,7 +10,15 @@ from model_core.base.head import load_head
 from model_core.base.motion import ARKIT_HEAD_LAYOUT as CH
 from model_core.base.motion import Motion
 from model_core.data.real_speech import MANIFEST_IN_REPO, SPEAKER_NOTES, normalize_text, parse_phones
-from model_core.evaluation.lipsync import CLOSED_MM, OPENNESS, clip_stats, measure, summarize
+from model_core.evaluation.lipsync import (
+    CLOSED_MM,
+    OPENNESS,
+    clip_stats,
+    closure_sensitivity,
+    measure,
+    phone_gap_agreement,
+    summarize,
+)
 
 FPS = 25.0
 JAW, PUCKER = CH.index("jawOpen"), CH.index("mouthPucker")
@@ -66,6 +74,16 @@ def test_a_late_mouth_misses_short_bilabials_and_openness():
     assert late["openness_r"] < on_time["openness_r"] - 0.5
 
 
+def test_closure_sensitivity_and_agreement():
+    on_time = clip_stats(motion_with_gap(gap_following_phones()), PHONES)
+    late = clip_stats(motion_with_gap(gap_following_phones(0.08)), PHONES)  # 80 ms late
+    sens = closure_sensitivity([late])
+    assert sens["1.5mm_0ms"] < 0.5 and sens["1.5mm_20ms"] == 1.0  # the widened window catches the closures
+    assert closure_sensitivity([on_time])["1mm_0ms"] == 1.0
+    assert phone_gap_agreement([on_time], [on_time]) == pytest.approx(1.0)
+    assert phone_gap_agreement([late], [on_time]) < 0.9
+
+
 def test_a_mouth_that_never_closes_closes_no_bilabial():
     r = measure(motion_with_gap(gap_following_phones(floor_mm=CLOSED_MM + 0.2)), PHONES)
     assert r["bilabial_closure"] == 0.0
@@ -94,7 +112,7 @@ def test_rounding_contrast_is_pucker_and_funnel_on_rounded_minus_spread_vowels()
 def test_pooled_metrics_weigh_every_phone_the_same():
     good = clip_stats(motion_with_gap(gap_following_phones()), PHONES)
     bad = clip_stats(motion_with_gap(gap_following_phones(floor_mm=3.0)), PHONES[:8])
-    n_good, n_bad = len(good["closed"]), len(bad["closed"])
+    n_good, n_bad = len(good["bilabial_min"]), len(bad["bilabial_min"])
     assert summarize([good, bad])["bilabial_closure"] == pytest.approx(n_good / (n_good + n_bad))
 
 

@@ -44,6 +44,7 @@ OPENNESS = {
     "t": 0.3, "d": 0.3, "n": 0.3, "y": 0.25, "r": 0.25, "th": 0.25, "dh": 0.25, "s": 0.2, "z": 0.2,
     "w": 0.15, "f": 0.1, "v": 0.1, "p": 0.0, "b": 0.0, "m": 0.0, "sil": 0.0,
 }
+SENSITIVITY_WIDEN_S = (0.0, 0.02, 0.04)  # the closure window's widening, for `closure_sensitivity`
 METRICS = ("bilabial_closure", "openness_r", "sync_lag_ms", "rounding_contrast", "vowel_opening_mm")
 
 
@@ -87,13 +88,16 @@ def clip_stats(motion: Motion, phones) -> dict:
     fps = motion.fps
     T = len(gap)
     t = np.arange(T) / fps
-    closed, sym_open, gap_mean, rnd, spr, vmax = [], [], [], [], [], []
+    bil_min, sym_open, gap_mean, rnd, spr, vmax, vowel_open = [], [], [], [], [], [], []
     for sym, start, end, *_ in phones:
         if sym in BILABIALS:
-            a, b = start - WIDEN_S, end + WIDEN_S
-            inside = gap[(t >= a) & (t <= b)]
-            ends = np.interp([a, b], t, gap)  # the gap at the window's edges, between frames
-            closed.append(float(min(inside.min() if len(inside) else np.inf, ends.min())) < CLOSED_MM)
+            mins = []
+            for widen in (WIDEN_S,) + SENSITIVITY_WIDEN_S:
+                a, b = start - widen, end + widen
+                inside = gap[(t >= a) & (t <= b)]
+                ends = np.interp([a, b], t, gap)  # the gap at the window's edges, between frames
+                mins.append(float(min(inside.min() if len(inside) else np.inf, ends.min())))
+            bil_min.append(mins)
         sel = (t >= start) & (t < end)
         if not sel.any():  # a phone shorter than a frame: the frame nearest its middle
             sel = np.zeros(T, bool)
@@ -107,13 +111,16 @@ def clip_stats(motion: Motion, phones) -> dict:
             spr.append(float(rounding[sel].mean()))
         if sym in VOWELS:
             vmax.append(float(gap[sel].max()))
+            vowel_open.append(OPENNESS.get(sym, 0.3))
     # the lag: both signals on a fine grid; the gap interpolated linearly between frames
     dur = T / fps
     fine_t = np.arange(int(np.ceil(dur / LAG_STEP_S))) * LAG_STEP_S
     k = int(round(MAX_LAG_S / LAG_STEP_S))
     sums, counts = _xcorr(np.interp(fine_t, t, gap), expected_openness(phones, dur), k)
-    return {"closed": closed, "openness": sym_open, "gap_mean": gap_mean, "rounded": rnd, "spread": spr,
-            "vowel_max": vmax, "xcorr_sum": sums, "xcorr_n": counts}
+    # bilabial_min: per bilabial, the minimum gap with WIDEN_S, then each SENSITIVITY_WIDEN_S
+    return {"bilabial_min": bil_min, "openness": sym_open, "gap_mean": gap_mean, "rounded": rnd, "spread": spr,
+            "vowel_max": vmax, "vowel_openness": vowel_open, "xcorr_sum": sums, "xcorr_n": counts,
+            "speed_sum": float(np.abs(np.diff(gap)).sum() * fps), "speed_n": max(0, T - 1)}
 
 
 def peak_lag_ms(sums: np.ndarray, counts: np.ndarray) -> float:
@@ -139,7 +146,8 @@ def _pearson(x, y) -> float:
 def summarize(stats: list[dict]) -> dict:
     """The five metrics over the pooled phones of `stats` (each from `clip_stats`)."""
     cat = lambda key: [x for s in stats for x in s[key]]
-    closed, rnd, spr, vmax = cat("closed"), cat("rounded"), cat("spread"), cat("vowel_max")
+    closed = [m[0] < CLOSED_MM for m in cat("bilabial_min")]
+    rnd, spr, vmax = cat("rounded"), cat("spread"), cat("vowel_max")
     sums = np.sum([s["xcorr_sum"] for s in stats], axis=0)
     counts = np.sum([s["xcorr_n"] for s in stats], axis=0)
     nan = float("nan")
@@ -151,6 +159,28 @@ def summarize(stats: list[dict]) -> dict:
         "vowel_opening_mm": float(np.mean(vmax)) if vmax else nan,
         "bilabials": len(closed), "phones": len(cat("openness")), "vowels": len(vmax),
     }
+
+
+def closure_sensitivity(stats: list[dict], thresholds=(1.0, 1.5, 2.0)) -> dict:
+    """Bilabial closure at other thresholds (mm) and window widenings (ms), pooled."""
+    mins = np.array([m[1:] for s in stats for m in s["bilabial_min"]]).reshape(-1, len(SENSITIVITY_WIDEN_S))
+    return {f"{thr:g}mm_{1000 * w:.0f}ms": float((mins[:, j] < thr).mean()) if len(mins) else float("nan")
+            for thr in thresholds for j, w in enumerate(SENSITIVITY_WIDEN_S)}
+
+
+def vowel_openness_r(stats: list[dict]) -> float:
+    """Openness r over the vowels alone (each vowel's largest gap against the table)."""
+    return _pearson([x for s in stats for x in s["vowel_openness"]], [x for s in stats for x in s["vowel_max"]])
+
+
+def lip_speed(stats: list[dict]) -> float:
+    """Mean |d gap / dt| (mm/s) over all frames: how much the lips move at all."""
+    return sum(s["speed_sum"] for s in stats) / max(1, sum(s["speed_n"] for s in stats))
+
+
+def phone_gap_agreement(stats: list[dict], reference: list[dict]) -> float:
+    """Pearson r of the per-phone mean lip gaps of two renditions of the same clips (same phones)."""
+    return _pearson([x for s in stats for x in s["gap_mean"]], [x for s in reference for x in s["gap_mean"]])
 
 
 def measure(motion: Motion, phones) -> dict:

@@ -30,7 +30,15 @@ from ..base.signals import frame_energy
 from ..base.vocabulary import EMOTIONS, FPS
 from ..data.animator import Style, animate
 from ..data.tts import Phone
-from .lipsync import METRICS, clip_stats, summarize
+from .lipsync import (
+    METRICS,
+    clip_stats,
+    closure_sensitivity,
+    lip_speed,
+    phone_gap_agreement,
+    summarize,
+    vowel_openness_r,
+)
 
 log = logging.getLogger(__name__)
 TARGETS = {"bilabial_closure": ">= 0.95", "openness_r": ">= 0.82", "sync_lag_ms": "|lag| <= 20",
@@ -119,6 +127,10 @@ def evaluate_lipsync(generator, set_dir, manifest=None, emotions: bool = False, 
         for e in EMOTIONS[1:]:
             systems[f"model_{e}"] = (lambda e: lambda c: generator.generate(c["audio16k"], seed=0,
                                                                             emotion={e: 1.0}))(e)
+        # the emotions that open the jaw, without the closure layer: what the layer holds
+        for e in ("surprised", "disgusted"):
+            systems[f"model_{e}_no_hold"] = (lambda e: lambda c: generator.generate(
+                c["audio16k"], seed=0, emotion={e: 1.0}, hold_closures=False))(e)
     stats = {name: [] for name in systems}
     seconds = {name: 0.0 for name in systems}
     with _SameFeatures(generator):
@@ -130,11 +142,18 @@ def evaluate_lipsync(generator, set_dir, manifest=None, emotions: bool = False, 
                 stats[name].append(clip_stats(motion, c["phones"]))
             if (i + 1) % 20 == 0:
                 progress(f"{i + 1}/{len(clips)} clips")
+    # the first model run of a clip pays for its speech features; the variants reuse them
     timings.update({f"{k}_s": round(v, 1) for k, v in seconds.items()})
 
     def pooled(sel) -> dict:
         idx = [i for i, c in enumerate(clips) if sel(c)]
         return {name: _round(summarize([s[i] for i in idx])) for name, s in stats.items()} if idx else {}
+
+    def diagnostics(name: str) -> dict:
+        return {"closure_at": _round(closure_sensitivity(stats[name])),
+                "vowel_openness_r": round(vowel_openness_r(stats[name]), 3),
+                "phone_gap_r_vs_animator": round(phone_gap_agreement(stats[name], stats["animator"]), 3),
+                "lip_speed_mm_s": round(lip_speed(stats[name]), 1)}
     speakers = sorted({c["speaker"] for c in clips})
     sources = sorted({c["source"]["package"] for c in clips})
     per_clip = []
@@ -151,6 +170,7 @@ def evaluate_lipsync(generator, set_dir, manifest=None, emotions: bool = False, 
         "dev": pooled(lambda c: c["split"] == "dev"),
         "heldout": pooled(lambda c: c["split"] == "heldout"),
         "per_source": {s: pooled(lambda c, s=s: c["source"]["package"] == s) for s in sources},
+        "diagnostics": {name: diagnostics(name) for name in stats},
         "per_speaker": {s: {k: v for k, v in pooled(lambda c, s=s: c["speaker"] == s).items()
                             if k in ("model", "peer", "animator")} for s in speakers},
         "timings": timings,
