@@ -316,8 +316,7 @@ def build(out: Path, cache: Path | None = None, manifest_copy: Path | None = Non
     asterisk = [c for c in candidates if c["speaker"] == "asterisk-allison"]
     others = [c for c in candidates if c["speaker"] != "asterisk-allison"]
     dropped, not_aligned = {}, 0
-    oov_all = out_of_vocabulary(sorted({w for c in candidates for w in c["words"].split()}))
-    oov = set(oov_all)
+    oov = set(out_of_vocabulary(sorted({w for c in candidates for w in c["words"].split()})))
 
     def in_vocabulary(c):
         bad = sorted(set(c["words"].split()) & oov)
