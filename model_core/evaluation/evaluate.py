@@ -29,6 +29,7 @@ from ..base.head import load_head
 from ..base.motion import ARKIT_INDEX
 from ..base.signals import frame_energy
 from ..base.vocabulary import EMOTIONS
+from ..data.alignment import align_phones
 from ..data.animator import Style, animate
 from ..data.tts import VOWELS, Phone
 from ..inference.closures import CLOSED_MM
@@ -231,32 +232,6 @@ def evaluate_corpus(generator, corpus_root, max_takes: int = 24, steps: int | No
 
 
 # ---- real speech ----------------------------------------------------------------------
-
-_ARPA_EXTRA = {"SIL": "sil", "+NSN+": "sil", "+SPN+": "sil", "+BREATH+": "sil"}
-
-
-def align_phones(audio16k: np.ndarray, text: str) -> list[tuple]:
-    """Forced alignment with pocketsphinx (two passes, bestpath off): [(phone, start, end)]."""
-    from pocketsphinx import Decoder
-    pcm = (np.clip(audio16k, -1, 1) * 32767).astype(np.int16).tobytes()
-    d = Decoder(samprate=16000, bestpath=False, loglevel="FATAL")
-    d.set_align_text(text)
-    d.start_utt()
-    d.process_raw(pcm, full_utt=True)
-    d.end_utt()
-    if d.hyp() is None:
-        return []
-    d.set_alignment()
-    d.start_utt()
-    d.process_raw(pcm, full_utt=True)
-    d.end_utt()
-    out = []
-    for word in d.get_alignment():
-        for p in word:
-            sym = _ARPA_EXTRA.get(p.name, p.name.lower())
-            out.append((sym, p.start / 100.0, (p.start + p.duration) / 100.0))
-    return out
-
 
 def evaluate_real_speech(generator, steps: int | None = None) -> dict:
     """Bilabial closure and sync offset on the bundled LibriVox recordings (public domain)."""
