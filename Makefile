@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus distill disentangle bench lipsync-bench fuzz clean
+.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus distill disentangle bench lipsync-bench fuzz edit-report clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -53,6 +53,11 @@ test: setup
 # the boundary loaders (audio, checkpoint manifest, motion references, FLAME) under hypothesis,
 # FUZZ_SECONDS each: every input must load or raise LaliaError (report: docs/fuzz_report.json)
 FUZZ_SECONDS ?= 600
+# the editing loop in real Blender: keys for a 60 s line with Reduce keys (docs/editing.json) and a render
+# strip of a range regenerated with another emotion (out/editing/regenerate_strip.png)
+edit-report: setup
+	$(PY) tools/edit_report.py --out out/editing
+
 fuzz: setup
 	nice $(PY) tools/fuzz.py --seconds $(FUZZ_SECONDS) --out docs/fuzz_report.json
 

@@ -31,3 +31,16 @@ def test_handles_are_a_third_of_the_way_along_the_slope():
     assert np.allclose(keys.right[:-1, 0], gaps / 3) and np.allclose(keys.left[1:, 0], -gaps / 3)
     slope = keys.right[:, 1] / keys.right[:, 0]
     assert np.allclose(slope, keys.left[:, 1] / keys.left[:, 0])  # aligned: one slope through each key
+
+
+def test_the_committed_editing_report_keeps_its_promises():
+    """docs/editing.json (`make edit-report`, real Blender): a 60 s line with Reduce keys at the
+    default tolerances needs far fewer keys, and the F-curves Blender evaluates stay within them."""
+    import json
+    from pathlib import Path
+    r = json.loads((Path(__file__).resolve().parents[1] / "docs" / "editing.json").read_text())["sixty_seconds"]
+    assert r["seconds"] == 60 and r["keys_dense"] == 30 * 60 * 56  # 52 shape keys + 4 quaternion curves
+    assert abs(r["share"] - r["keys_written"] / r["keys_dense"]) < 1e-4
+    assert r["share"] < 0.2
+    assert r["max_shape_key_error"] <= r["tolerance"] + 1e-4
+    assert r["max_head_error_deg"] <= r["head_tolerance_deg"]
