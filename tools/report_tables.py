@@ -203,9 +203,28 @@ def summary():
     return "\n".join(table(["measure (shipped default model)", "value"], rows))
 
 
+def lipsync():
+    """Lip sync on real voices (docs/lipsync_real.json, `make lipsync-bench`): the shipped model, the
+    word-recognition peer and the animator on the true alignment, against the issue's targets."""
+    r = load("lipsync_real.json")
+    st = r["set"]
+    cols = ("bilabial_closure", "openness_r", "sync_lag_ms", "rounding_contrast", "vowel_opening_mm")
+    fmt = {"bilabial_closure": "{:.1%}", "openness_r": "{:.3f}", "sync_lag_ms": "{:+.0f}",
+           "rounding_contrast": "{:.3f}", "vowel_opening_mm": "{:.1f}"}
+    names = {"model": "**shipped model** (no transcript)", "peer": "peer: pocketsphinx word recognition + visemes",
+             "animator": "the corpus animator on the true alignment (upper reference)"}
+    rows = [[names[k]] + [fmt[c].format(r["all"][k][c]) for c in cols] for k in names]
+    rows.append(["target"] + [r["targets"][c].replace("|lag| <= 20", "within ±20").replace(">=", "≥")
+                              for c in cols])
+    out = [f"{st['clips']} real clips, {st['minutes']:.1f} min, {st['speakers']} speakers from registry packages "
+           f"({r['all']['model']['bilabials']} /p b m/, {r['all']['model']['phones']:,} phones):", ""]
+    return "\n".join(out + table(["system", "closure", "openness r", "lag ms", "rounding", "vowel opening mm"], rows))
+
+
 TABLES = {"quality": quality, "distillation": distillation, "controls": controls, "speed": speed}
-WHERE = {**{name: "docs/results.md" for name in TABLES}, "summary": "README.md"}
+WHERE = {**{name: "docs/results.md" for name in TABLES}, "summary": "README.md", "lipsync": "README.md"}
 TABLES["summary"] = summary
+TABLES["lipsync"] = lipsync
 
 
 def write_between_markers(path: Path, name: str, text: str) -> None:
