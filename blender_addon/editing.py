@@ -53,6 +53,18 @@ def _error(op, e):
     return {"CANCELLED"}
 
 
+def _face(op, context):
+    """(face mesh, its armature or None) for an editing operator, or None after reporting why not."""
+    from .model_core.base.errors import LaliaError
+    from .operators import _target
+    try:
+        obj = _target(context)
+    except LaliaError as e:
+        _error(op, e)
+        return None
+    return obj, find_armature(obj)
+
+
 class LALIA_OT_regenerate_range(bpy.types.Operator):
     """Regenerate a frame range of the playing Lalia animation with the panel's settings (a new
     seed, emotion or style); every other frame stays as it is"""
@@ -135,13 +147,10 @@ class LALIA_OT_add_correction_layer(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        from .model_core.base.errors import LaliaError
-        from .operators import _target
-        try:
-            obj = _target(context)
-        except LaliaError as e:
-            return _error(self, e)
-        arm = find_armature(obj)
+        face = _face(self, context)
+        if face is None:
+            return {"CANCELLED"}
+        obj, arm = face
         scene = context.scene
         made = []
         for id_data in (obj.data.shape_keys, arm):
@@ -161,13 +170,10 @@ class LALIA_OT_apply_strength(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        from .model_core.base.errors import LaliaError
-        from .operators import _target
-        try:
-            obj = _target(context)
-        except LaliaError as e:
-            return _error(self, e)
-        arm = find_armature(obj)
+        face = _face(self, context)
+        if face is None:
+            return {"CANCELLED"}
+        obj, arm = face
         n = 0
         for action in bpy.data.actions:
             if layers.recall(action) is not None and _animates(action, obj, arm):

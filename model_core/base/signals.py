@@ -46,3 +46,14 @@ def loud_onsets(energy: np.ndarray, min_gap: int = 8) -> np.ndarray:
         if not kept or t - kept[-1] >= min_gap:
             kept.append(int(t))
     return np.array(kept, dtype=int)
+
+
+def peak_position(curve: np.ndarray) -> float:
+    """Index of a curve's maximum with sub-sample precision: the vertex of the parabola through
+    the peak and its two neighbours (the peak itself at either end)."""
+    i = int(np.argmax(curve))
+    if not 0 < i < len(curve) - 1:
+        return float(i)
+    y0, y1, y2 = curve[i - 1], curve[i], curve[i + 1]
+    denom = y0 - 2 * y1 + y2
+    return i + (0.5 * (y0 - y2) / denom if abs(denom) > 1e-12 else 0.0)

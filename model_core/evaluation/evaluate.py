@@ -27,7 +27,7 @@ import numpy as np
 from ..base.assets import SAMPLE_SPEECH
 from ..base.head import load_head
 from ..base.motion import ARKIT_INDEX
-from ..base.signals import frame_energy
+from ..base.signals import frame_energy, peak_position
 from ..base.vocabulary import EMOTIONS
 from ..data.alignment import align_phones
 from ..data.animator import Style, animate
@@ -105,13 +105,7 @@ def sync_offset_ms(gap_mm: np.ndarray, phones, fps: float = 25.0, max_ms: float 
     K = int(max_ms / 1000 * fps)
     lags = np.arange(-K, K + 1)
     corr = np.array([np.mean(g[max(0, k):T + min(0, k)] * v[max(0, -k):T - max(0, k)]) for k in lags])
-    i = int(np.argmax(corr))
-    frac = 0.0
-    if 0 < i < len(lags) - 1:
-        y0, y1, y2 = corr[i - 1], corr[i], corr[i + 1]
-        denom = y0 - 2 * y1 + y2
-        frac = 0.5 * (y0 - y2) / denom if abs(denom) > 1e-9 else 0.0
-    return float((lags[i] + frac) / fps * 1000)
+    return float((lags[0] + peak_position(corr)) / fps * 1000)
 
 
 def _audio_onsets(audio: np.ndarray, T: int, fps: float = 25.0) -> np.ndarray:

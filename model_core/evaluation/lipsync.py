@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base.motion import ARKIT_INDEX, Motion
+from ..base.signals import peak_position
 from ..data.tts import VOWELS
 from ..inference.closures import lip_gap
 
@@ -127,13 +128,7 @@ def peak_lag_ms(sums: np.ndarray, counts: np.ndarray) -> float:
     """The lag (ms) at the peak of the mean cross-correlation, refined by a parabola."""
     corr = sums / np.maximum(counts, 1)
     k = (len(corr) - 1) // 2
-    i = int(np.argmax(corr))
-    frac = 0.0
-    if 0 < i < len(corr) - 1:
-        y0, y1, y2 = corr[i - 1], corr[i], corr[i + 1]
-        denom = y0 - 2 * y1 + y2
-        frac = 0.5 * (y0 - y2) / denom if abs(denom) > 1e-12 else 0.0
-    return float((i - k + frac) * LAG_STEP_S * 1000.0)
+    return float((peak_position(corr) - k) * LAG_STEP_S * 1000.0)
 
 
 def _pearson(x, y) -> float:
