@@ -33,7 +33,13 @@ from .rig import (
 
 
 def _error(op, e: Exception):
-    op.report({"ERROR"}, str(e))
+    """Report an error in one or two lines; anything longer (an unexpected exception's text)
+    goes to the console, and the report says so."""
+    lines = [x for x in str(e).splitlines() if x.strip()] or [type(e).__name__]
+    if len(lines) > 2 or "Traceback" in str(e):
+        print(f"Lalia: {type(e).__name__}: {e}")
+        lines = [(lines[-1] if "Traceback" in lines[0] else lines[0])[:300], "(details in the system console)"]
+    op.report({"ERROR"}, "\n".join(lines))
     return {"CANCELLED"}
 
 
@@ -361,12 +367,20 @@ class LALIA_OT_export_fbx(bpy.types.Operator):
         for o in (obj, arm):
             if o is not None:
                 o.select_set(True)
+        # written to a temp name beside the target and renamed: a failed export never truncates an
+        # earlier one (the FBX exporter writes as it goes)
+        from .model_core.base.files import atomic_write
         try:
-            bpy.ops.export_scene.fbx(
-                filepath=path, use_selection=True, object_types={"ARMATURE", "MESH"},
-                add_leaf_bones=False, bake_anim=True, bake_anim_use_all_actions=False,
-                bake_anim_use_nla_strips=False, bake_anim_simplify_factor=0.0,
-                use_mesh_modifiers=False, mesh_smooth_type="FACE", **FBX_PRESETS[self.preset])
+            with atomic_write(path, "FBX file") as tmp:
+                bpy.ops.export_scene.fbx(
+                    filepath=str(tmp), use_selection=True, object_types={"ARMATURE", "MESH"},
+                    add_leaf_bones=False, bake_anim=True, bake_anim_use_all_actions=False,
+                    bake_anim_use_nla_strips=False, bake_anim_simplify_factor=0.0,
+                    use_mesh_modifiers=False, mesh_smooth_type="FACE", **FBX_PRESETS[self.preset])
+        except LaliaError as e:
+            return _error(self, e)
+        except Exception as e:  # the exporter's own failure: one line, the details in the console
+            return _error(self, LaliaError(f"FBX export to {path} failed; the previous file (if any) is kept\n{e}"))
         finally:
             for o in context.view_layer.objects:
                 o.select_set(o in prev_sel)

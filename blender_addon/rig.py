@@ -119,6 +119,17 @@ def _write_curves(fcurves, data_path_values: list[tuple[str, int, np.ndarray]], 
     return counts
 
 
+def _snapshot(id_data) -> dict:
+    """What placing a generation changes on id_data's animation: its active action and slot, and
+    its NLA tracks' mute states (so a later failure can put them back)."""
+    ad = id_data.animation_data
+    if ad is None:
+        return {"id": id_data, "had_animation_data": False}
+    return {"id": id_data, "had_animation_data": True, "action": ad.action,
+            "slot": getattr(ad, "action_slot", None), "mutes": {t.name: t.mute for t in ad.nla_tracks},
+            "tracks": {t.name for t in ad.nla_tracks}}
+
+
 def _place(id_data, action, slot, placement: str, track_name: str, frame_start: int):
     ad = id_data.animation_data or id_data.animation_data_create()
     if placement == "ASSIGN":
@@ -240,7 +251,8 @@ def apply_motion(scene, mesh_obj, motion: Motion, *, name: str, armature=None, h
     frame_start = scene.frame_start if frame_start is None else frame_start
     frames = frame_start + np.arange(m.num_frames, dtype=np.float32)
     made = {"shape_action": None, "bone_action": None, "frames": (frame_start, frame_start + m.num_frames - 1),
-            "keys": {"dense": 0, "written": 0}}
+            "keys": {"dense": 0, "written": 0}, "scene": scene, "frame_end": scene.frame_end,
+            "before": [_snapshot(d) for d in (mesh_obj.data.shape_keys, armature) if d is not None]}
     key = mesh_obj.data.shape_keys
     for data_path, _, v in shape:  # values outside a key's slider range would be clamped: widen it
         kb = key.path_resolve(data_path.rsplit(".", 1)[0])
@@ -266,21 +278,30 @@ def sequencer_strips(se, all_strips: bool = False):
 
 
 def remove_generation(made: dict) -> None:
-    """Undo what apply_motion made (used when a later step fails): tracks and actions."""
-    for key in ("shape_action", "bone_action"):
-        act = bpy.data.actions.get(made.get(key) or "")
-        if act is None:
+    """Undo what apply_motion made when a later step fails: its actions and tracks go, and the
+    rig's active actions, track mutes, pushed-down tracks and the scene's frame range are as before."""
+    made_actions = [bpy.data.actions.get(made.get(k) or "") for k in ("shape_action", "bone_action")]
+    for snap in made.get("before", []):
+        id_data = snap["id"]
+        ad = id_data.animation_data
+        if ad is None:
             continue
-        for id_data in list(bpy.data.shape_keys) + list(bpy.data.objects):
-            ad = getattr(id_data, "animation_data", None)
-            if ad is None:
-                continue
-            for tr in list(ad.nla_tracks):
-                if any(st.action == act for st in tr.strips):
-                    ad.nla_tracks.remove(tr)
-            if ad.action == act:
-                ad.action = None
-        bpy.data.actions.remove(act)
+        for tr in list(ad.nla_tracks):
+            if tr.name not in snap.get("tracks", ()) or any(st.action in made_actions for st in tr.strips):
+                ad.nla_tracks.remove(tr)  # the generation's track, or the user's action pushed down
+        if not snap["had_animation_data"]:
+            id_data.animation_data_clear()
+            continue
+        for tr in ad.nla_tracks:
+            tr.mute = snap["mutes"].get(tr.name, tr.mute)
+        ad.action = snap["action"]
+        if snap["slot"] is not None and hasattr(ad, "action_slot"):
+            ad.action_slot = snap["slot"]
+    for act in made_actions:
+        if act is not None:
+            bpy.data.actions.remove(act)
+    if "scene" in made:
+        made["scene"].frame_end = made["frame_end"]
 
 
 def strip_start(strip) -> float:
@@ -326,7 +347,10 @@ def add_sound_strip(scene, audio_path: str, frame_start: int, name: str):
                 int(strip_start(s)) == frame_start:
             return s
     used = {s.channel for s in strips}
-    channel = next(c for c in range(1, 128) if c not in used)
+    channel = next((c for c in range(1, 129) if c not in used), None)
+    if channel is None:
+        raise LaliaError("Every sequencer channel is taken, so the sound strip can't be added: free a channel, "
+                         "or turn off Add sound strip")
     strip = strips.new_sound(name=name[:60], filepath=audio_path, channel=channel, frame_start=frame_start)
     extend_frame_range(scene, strip_end(strip))
     return strip
