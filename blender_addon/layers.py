@@ -209,7 +209,9 @@ def set_strengths(action, strengths: dict[str, float]) -> int:
         mod = fc.modifiers.new("ENVELOPE")
         mod.name = _STRENGTH_MODIFIER
         mod.reference_value, mod.default_min, mod.default_max = m, -1.0, 1.0
-        point = mod.control_points.add(values[0] if len(values) else 0.0)
+        mod.control_points.add(values[0] if len(values) else 0.0)
+        # set through the collection: the object add() returns has crashed bpy 4.5 when written to
+        point = mod.control_points[0]
         point.min, point.max = m - k, m + k
         n += 1
     return n
