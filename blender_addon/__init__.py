@@ -1,7 +1,7 @@
 """Lalia: Generate from audio. A thin Blender layer over `model_core` (bundled beside it)."""
-from . import editing, operators, panel, properties
+from . import editing, operators, panel, properties, scene_lines
 
-_modules = (properties, operators, editing, panel)
+_modules = (properties, operators, editing, scene_lines, panel)
 
 
 def register():

@@ -1,7 +1,7 @@
 """The sidebar panel (3D View > Sidebar > Lalia)."""
 import bpy
 
-from . import engine
+from . import engine, scene_lines
 from .flame_rig import exp_keys
 from .properties import EMOTIONS
 from .rig import find_arkit_shape_keys, find_armature, guess_head_bone
@@ -86,6 +86,8 @@ class LALIA_PT_main(bpy.types.Panel):
             col.prop(s, "progress", text="Generating (Esc cancels)", slider=True)
         if s.status:
             col.label(text=s.status)
+
+        scene_lines.draw(col, s)
 
         box = col.box()
         box.label(text="Edit", icon="GREASEPENCIL")

@@ -1,6 +1,14 @@
 """Settings at `scene.lalia` (scriptable: every panel control is one of these)."""
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from .model_core.base.vocabulary import EMOTIONS  # one vocabulary: the core's
 
@@ -127,10 +135,15 @@ def generation_options(settings, style):
 
 
 def register():
+    from .scene_lines import LaliaStripTarget
+    bpy.utils.register_class(LaliaStripTarget)
+    LaliaSettings.__annotations__["strip_targets"] = CollectionProperty(type=LaliaStripTarget)
     bpy.utils.register_class(LaliaSettings)
     bpy.types.Scene.lalia = PointerProperty(type=LaliaSettings)
 
 
 def unregister():
+    from .scene_lines import LaliaStripTarget
     del bpy.types.Scene.lalia
     bpy.utils.unregister_class(LaliaSettings)
+    bpy.utils.unregister_class(LaliaStripTarget)

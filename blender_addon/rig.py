@@ -131,6 +131,9 @@ def _snapshot(id_data) -> dict:
 
 
 def _place(id_data, action, slot, placement: str, track_name: str, frame_start: int):
+    """NLA: a new track on top (earlier Lalia tracks muted, so the newest plays); LINE: a new
+    track that plays only over its own frames (one of many lines on a rig, all playing);
+    ASSIGN: the active action (the current one pushed down to a muted track first)."""
     ad = id_data.animation_data or id_data.animation_data_create()
     if placement == "ASSIGN":
         if ad.action is not None:  # keep the user's action: push it down to the NLA first
@@ -145,14 +148,17 @@ def _place(id_data, action, slot, placement: str, track_name: str, frame_start: 
         if slot is not None:
             ad.action_slot = slot
         return
-    for tr in ad.nla_tracks:  # earlier generations stay, muted, so the newest one plays
-        if tr.name.startswith("Lalia:"):
-            tr.mute = True
+    if placement == "NLA":
+        for tr in ad.nla_tracks:  # earlier generations stay, muted, so the newest one plays
+            if tr.name.startswith("Lalia:"):
+                tr.mute = True
     tr = ad.nla_tracks.new()
     tr.name = track_name
     strip = tr.strips.new(action.name, frame_start, action)
     if slot is not None and hasattr(strip, "action_slot"):
         strip.action_slot = slot
+    if placement == "LINE":
+        strip.extrapolation = "NOTHING"  # outside its frames the rig's other lines (or rest) play
 
 
 def local_quaternions(R_armature: np.ndarray, bone) -> np.ndarray:
