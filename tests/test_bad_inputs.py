@@ -553,3 +553,21 @@ def test_generate_refuses_bad_seed_and_steps(generator, kwargs, msg):
 def test_generate_refuses_an_array_of_text(generator):
     with pytest.raises(LaliaError, match="must be numbers"):
         generator.generate(np.array(["a"] * 2000))
+
+
+def test_npz_with_an_encrypted_member_is_refused(tmp_path):
+    """Found by `make fuzz`: zipfile raises RuntimeError for a member flagged as encrypted."""
+    good = tmp_path / "good.npz"
+    Motion(25.0, ARKIT_HEAD_LAYOUT, np.zeros((50, len(ARKIT_HEAD_LAYOUT)), np.float32)).save(good)
+    data = bytearray(good.read_bytes())
+    # set the "encrypted" bit of channels.npy in the central directory (zipfile won't write it)
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        name_len = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46:at + 46 + name_len] == b"channels.npy":
+            data[at + 8] |= 0x1
+        at = data.find(b"PK\x01\x02", at + 4)
+    bad = tmp_path / "encrypted.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(LaliaError, match="not a readable npz"):
+        Motion.load(bad)

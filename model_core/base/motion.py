@@ -250,8 +250,9 @@ def _read_npz(path: Path) -> Motion:
             fps, channels, values = d["fps"], d["channels"], d["values"]
     except ValueError as e:  # object arrays (allow_pickle=False) and broken members
         raise LaliaError(f"not a plain-array motion npz ({e}); object arrays are never loaded") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as e:
-        # a damaged member: zlib's and zipfile's own errors surface through np.load
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
+        # a damaged member: zlib's and zipfile's own errors surface through np.load (zipfile raises
+        # RuntimeError for an encrypted member)
         raise LaliaError(f"not a readable npz ({type(e).__name__}: {e})") from None
     if fps.size != 1 or fps.dtype.kind not in "fiu":
         raise LaliaError(f"'fps' must be one number, got {fps.dtype} {fps.shape}")
