@@ -191,8 +191,10 @@ def set_strengths(action, strengths: dict[str, float]) -> int:
     keys, the curve's median for the head, as the core scales the head about its median pose);
     a multiplier of 1 removes the modifier. Returns how many curves carry one.
 
-    (An Envelope maps the band reference +- 1 onto one control point's [min, max]; with
-    min, max = m -+ k that is the scaling above, at every frame.)"""
+    An Envelope maps the band [reference + default_min, reference + default_max] onto its
+    control point's [min, max]. The point keeps its defaults (-1, 1), and the band is chosen to
+    give the scaling above: writing a control point's values runs the modifier's update on the
+    point itself, which has crashed bpy 4.5."""
     n = 0
     for fc in curves_of(action):
         region = region_of(fc.data_path)
@@ -206,12 +208,14 @@ def set_strengths(action, strengths: dict[str, float]) -> int:
         values = np.empty(2 * len(fc.keyframe_points), np.float64)
         fc.keyframe_points.foreach_get("co", values)
         m = float(np.median(values[1::2])) if region == "head" else 0.0
+        k = max(k, 1e-4)  # 0 would need an infinitely wide band; 1e-4 is still for any rig
         mod = fc.modifiers.new("ENVELOPE")
         mod.name = _STRENGTH_MODIFIER
-        mod.reference_value, mod.default_min, mod.default_max = m, -1.0, 1.0
+        # with the point at (-1, 1): value -> -1 + 2 (value - ref - lo) / (hi - lo); hi - lo = 2 / k
+        # and ref + lo = m - (1 + m) / k give m + k (value - m)
+        mod.reference_value = 0.0
+        mod.default_min = m - (1.0 + m) / k
+        mod.default_max = mod.default_min + 2.0 / k
         mod.control_points.add(values[0] if len(values) else 0.0)
-        # set through the collection: the object add() returns has crashed bpy 4.5 when written to
-        point = mod.control_points[0]
-        point.min, point.max = m - k, m + k
         n += 1
     return n
