@@ -194,12 +194,4 @@ def _animates(action, obj, arm) -> bool:
 
 _classes = (LALIA_OT_regenerate_range, LALIA_OT_add_correction_layer, LALIA_OT_apply_strength)
 
-
-def register():
-    for c in _classes:
-        bpy.utils.register_class(c)
-
-
-def unregister():
-    for c in reversed(_classes):
-        bpy.utils.unregister_class(c)
+register, unregister = bpy.utils.register_classes_factory(_classes)  # unregisters in reverse order

@@ -445,12 +445,4 @@ class LALIA_OT_export_csv(bpy.types.Operator):
 _classes = (LALIA_OT_add_demo_head, LALIA_OT_import_flame_head, LALIA_OT_generate, LALIA_OT_export_fbx,
             LALIA_OT_export_csv)
 
-
-def register():
-    for c in _classes:
-        bpy.utils.register_class(c)
-
-
-def unregister():
-    for c in reversed(_classes):
-        bpy.utils.unregister_class(c)
+register, unregister = bpy.utils.register_classes_factory(_classes)  # unregisters in reverse order

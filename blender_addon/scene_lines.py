@@ -154,12 +154,4 @@ def draw(layout, s):
 
 _classes = (LALIA_OT_generate_strips, LALIA_OT_strip_target_add, LALIA_OT_strip_target_remove)
 
-
-def register():
-    for c in _classes:
-        bpy.utils.register_class(c)
-
-
-def unregister():
-    for c in reversed(_classes):
-        bpy.utils.unregister_class(c)
+register, unregister = bpy.utils.register_classes_factory(_classes)  # unregisters in reverse order
