@@ -21,7 +21,7 @@ import numpy as np
 
 from ..base.audio import resample
 from ..base.errors import LaliaError
-from ..base.vocabulary import SAMPLE_RATE
+from ..base.vocabulary import PHONES, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,7 @@ class Utterance:
         return len(self.audio) / SAMPLE_RATE
 
 
-PHONE_SET = ("sil aa ae ah ao aw ay eh er ey ih iy ow oy uh uw ax "
-             "p b m f v th dh t d n l s z sh zh ch jh k g ng hh r w y").split()
+PHONE_SET = PHONES
 
 # espeak-ng IPA phoneme names -> shared alphabet (longest prefix wins)
 _IPA = {
