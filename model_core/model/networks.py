@@ -47,6 +47,7 @@ class ModelConfig:
     content_dim: int = 32      # AD-VAE content code per frame
     emotion_dim: int = 16      # AD-VAE emotion code per frame
     vae_hidden: int = 128
+    n_phones: int = 0          # phone alphabet size of the content prior's phone path (0: none)
     guidance_input: bool = False  # a guidance-distilled student takes the guidance scales
     dropout: float = 0.1
     num_train_steps: int = 500
@@ -76,8 +77,9 @@ class ConvStack(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.out = nn.Linear(hidden, d_out)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.inp(x)
+    def features(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """The hidden sequence before `out`; `extra` (B x T x hidden) is added after `inp`."""
+        h = self.inp(x) if extra is None else self.inp(x) + extra
         for conv, norm in zip(self.convs, self.norms):
             h = h + conv(F.gelu(norm(h)).transpose(1, 2)).transpose(1, 2)
         return h
@@ -157,14 +159,34 @@ class EmotionVAE(nn.Module):
 
 
 class ContentPrior(nn.Module):
-    """Speech features (B x T x A) -> content codes (B x T x Dc), ±6 frames of context."""
+    """Speech features (B x T x A) -> content codes (B x T x Dc), ±6 frames of context.
+
+    With `n_phones`, it also reads a per-frame phone track (B x T indices, `n_phones` = unknown)
+    when the words are known: the content code is what the face does for the words, so exact
+    phones enter here, and emotion, style and the denoiser stay as they were. The phone
+    embedding starts at zero (a model gains the path without changing its output) and the
+    unknown phone's row stays zero, so an audio-only call is the same network. `phone_logits`
+    reads the phones back out of the audio-only hidden sequence (the auxiliary loss that makes
+    the audio path phonetic).
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.net = ConvStack(cfg.audio_dim, cfg.vae_hidden, cfg.content_dim)
+        if cfg.n_phones:
+            self.phone_embedding = nn.Embedding(cfg.n_phones + 1, cfg.vae_hidden, padding_idx=cfg.n_phones)
+            nn.init.zeros_(self.phone_embedding.weight)
+            self.phone_head = nn.Linear(cfg.vae_hidden, cfg.n_phones)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.net(audio)
+    def hidden(self, audio: torch.Tensor, phones: torch.Tensor | None = None) -> torch.Tensor:
+        extra = None if phones is None or not hasattr(self, "phone_embedding") else self.phone_embedding(phones)
+        return self.net.features(audio, extra)
+
+    def forward(self, audio: torch.Tensor, phones: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net.out(self.hidden(audio, phones))
+
+    def phone_logits(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.phone_head(self.hidden(audio))
 
 
 class IdentityLibrary(nn.Module):
@@ -310,10 +332,11 @@ class LaliaModel(nn.Module):
         # the style vector: trained so the style space encodes them; the sliders move along it
         self.style_properties = nn.Linear(cfg.style_dim, cfg.n_style_fields)
 
-    def prior(self, audio: torch.Tensor, emotion_code: torch.Tensor) -> torch.Tensor:
+    def prior(self, audio: torch.Tensor, emotion_code: torch.Tensor, phones: torch.Tensor | None = None
+              ) -> torch.Tensor:
         """The decoupled prior: the VAE's rendering of the speech's content code with the given
-        emotion code (both B x T x .)."""
-        return self.vae.decode(self.content_prior(audio), emotion_code)
+        emotion code (both B x T x .); `phones` (B x T, models with a phone path) when known."""
+        return self.vae.decode(self.content_prior(audio, phones), emotion_code)
 
     def neutral_code(self) -> torch.Tensor:
         """The emotion code of the 'neutral' slider at 1 (used when emotion is dropped)."""
