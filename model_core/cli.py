@@ -241,6 +241,13 @@ def cmd_disentangle(a):
     print(disentangle(a.checkpoint, a.corpus, a.out, cfg))
 
 
+def cmd_articulate(a):
+    from .training.articulation import ArticulationConfig, articulate
+    cfg = ArticulationConfig(steps=a.iterations, batch=a.batch, lr=a.lr, p_phones=a.p_phones, w_phone=a.w_phone,
+                             threads=a.threads, max_minutes=a.max_minutes)
+    print(articulate(a.checkpoint, a.corpus, a.out, cfg, half=a.half))
+
+
 def cmd_flame_check(a):
     """The ARKit -> FLAME retarget, checked on the bundled head with generated motion."""
     from .base.assets import SAMPLE_SPEECH
@@ -396,6 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=0)
     d.add_argument("--max-minutes", type=float, default=0.0)
     d.set_defaults(func=cmd_distill)
+
+    ar = sub.add_parser("articulate", help="fine-tune a model's content prior with a phone path and a phone-readout "
+                        "loss (see training/articulation.py)")
+    ar.add_argument("checkpoint")
+    ar.add_argument("--corpus", action="append", required=True, help="a corpus folder; repeat to mix corpora")
+    ar.add_argument("--out", required=True)
+    ar.add_argument("--iterations", type=int, default=1500)
+    ar.add_argument("--batch", type=int, default=32)
+    ar.add_argument("--lr", type=float, default=5e-4)
+    ar.add_argument("--p-phones", type=float, default=0.5, help="share of windows that see their phones")
+    ar.add_argument("--w-phone", type=float, default=0.2, help="weight of the phone-readout loss")
+    ar.add_argument("--half", action="store_true", help="write float16 weights, as shipped")
+    ar.add_argument("--threads", type=int, default=0)
+    ar.add_argument("--max-minutes", type=float, default=0.0)
+    ar.set_defaults(func=cmd_articulate)
 
     dt = sub.add_parser("disentangle", help="fine-tune a model's AD-VAE with a fixed emotion judge in the "
                                             "code-swap loss (then `distill --adapt` its denoisers)")

@@ -8,6 +8,7 @@ emotion, random truncation with padded frames marked invalid.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ..base.errors import LaliaError
+from ..base.phones import UNKNOWN_PHONE, phone_track
 from .corpus import HOP, Corpus
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,12 @@ class SplitData:
     speaker: np.ndarray    # per take
     style: np.ndarray      # per take style parameters
     channels: tuple = ()   # motion channel names
+    phones: np.ndarray | None = None  # F phone indices (base/phones.py; UNKNOWN_PHONE where none)
 
 
 def load_split(corpus_root, split: str) -> SplitData:
     corpus = Corpus(corpus_root)
-    mot, fea, emo, spk, sty, offs = [], [], [], [], [], [0]
+    mot, fea, emo, spk, sty, pho, offs = [], [], [], [], [], [], [0]
     for shard in corpus.shards(split):
         fpath = corpus.root / "features" / split / shard.name
         if not fpath.exists():
@@ -68,13 +71,15 @@ def load_split(corpus_root, split: str) -> SplitData:
             emo.append(d["emotion"].astype(np.float32))
             fea.append(f["features"])
             lens = np.diff(d["frame_offsets"])
+            labels = json.loads(str(d["labels"])) if "labels" in d else [{}] * len(lens)
+            pho += [phone_track(lab.get("phones", []), int(n)).astype(np.int16) for lab, n in zip(labels, lens)]
             offs += list(offs[-1] + np.cumsum(lens))
             spk += d["speaker"].tolist()
             sty += [corpus.styles[int(s)] for s in d["speaker"]]
     if not mot:
         raise LaliaError(f"Corpus {corpus.root} has no '{split}' shards")
     return SplitData(np.concatenate(mot), np.concatenate(fea), np.concatenate(emo),
-                     np.array(offs), np.array(spk), np.array(sty), corpus.channels)
+                     np.array(offs), np.array(spk), np.array(sty), corpus.channels, np.concatenate(pho))
 
 
 class WindowSampler:
@@ -118,6 +123,9 @@ class WindowSampler:
         emotion[n:] = emotion[max(n - 1, 0)]
         valid = np.zeros(self.N, bool)
         valid[:n] = True
+        phones = np.full(self.N, UNKNOWN_PHONE, np.int64)
+        if self.d.phones is not None:
+            phones[:n] = self.d.phones[s:s + n]
         prev = norm(self.d.motion[s - self.P:s]) if has_prev else np.zeros((self.P, x.shape[1]), np.float32)
         # style reference: another take of this speaker when there is one (no leakage)
         other = [t for t in takes if t != take] or [take]
@@ -130,7 +138,7 @@ class WindowSampler:
         ref_valid = np.zeros(self.N, bool)
         ref_valid[:rn] = True
         return dict(x0=x, audio=audio, emotion=emotion, emotion_known=bool(emotion[:n].sum() > 0),
-                    valid=valid, prev=prev,
+                    valid=valid, phones=phones, prev=prev,
                     has_prev=has_prev, ref=ref, ref_valid=ref_valid, speaker=speaker,
                     identity=self.identities.get(speaker, -1), style_params=self.d.style[take])
 

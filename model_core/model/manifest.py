@@ -22,7 +22,7 @@ SIZE_CAPS = {
     "heads": (1, 64), "ffn": (1, 16384), "window": (4, 1024), "prev": (0, 1024), "audio_band": (0, 1024),
     "style_dim": (4, 2048), "style_layers": (1, 48), "n_emotions": (1, 64), "n_identities": (0, 100000),
     "n_style_fields": (1, 256), "content_dim": (1, 1024), "emotion_dim": (1, 1024), "vae_hidden": (1, 4096),
-    "num_train_steps": (1, 100000),
+    "num_train_steps": (1, 100000), "n_phones": (0, 1024),
 }
 MAX_PARAMETERS = 200_000_000  # 800 MB in float32; the shipped model has about 5 M
 MAX_FPS = 1000.0

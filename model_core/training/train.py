@@ -256,11 +256,13 @@ class Objective(nn.Module):
         out["swap"] = _masked_mse(mu_c2, mu_c.detach(), both) + _masked_mse(mu_e2, mu_e[perm].detach(), both)
         return out, mu_c, mu_e
 
-    def prior_loss(self, b: dict, mu_c: torch.Tensor, mu_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def prior_loss(self, b: dict, mu_c: torch.Tensor, mu_e: torch.Tensor, phones: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoupled prior (speech -> content code, rendered with the clip's emotion code)
-        against the AD-VAE's codes and the motion. Returns (loss, predicted content codes)."""
+        against the AD-VAE's codes and the motion; `phones`: the track the prior reads, for
+        models with a phone path. Returns (loss, predicted content codes)."""
         vm = b["valid"].unsqueeze(-1).float()
-        c_hat = self.model.content_prior(b["audio"])
+        c_hat = self.model.content_prior(b["audio"], phones)
         rendered = self.model.vae.decode(c_hat, mu_e.detach())
         loss = _masked_mse(c_hat, mu_c.detach(), vm) + _masked_mse(rendered, b["x0"], vm) + \
             self.face_losses(rendered, b["x0"], vm)["lip_gap"]
