@@ -82,6 +82,10 @@ def test_export_round_trip_resume_and_timing(batch_out):
     (out / "line1.fbx").unlink()
     assert main(["export", str(batch_out), "-q"]) == 0
     assert {k: r["status"] for k, r in _records(out).items()} == {"line0": "skipped", "line1": "ok", "line2": "skipped"}
+    # `batch --fbx` chains the export into OUT/export: here every line of both is done already
+    manifest = batch_out.parent / "lines.csv"
+    assert main(["batch", str(manifest), "--out", str(batch_out), "--fit-encoder", "-q", "--fbx"]) == 0
+    assert {r["status"] for r in _records(out).values()} == {"skipped"}
     print(f"export: 3 lines {first_run:.2f} s (Blender per line: "
           f"{[r['timings']['blender'] for r in recs.values()]}), rerun {rerun:.2f} s")
 
@@ -136,3 +140,22 @@ def test_a_users_rig_and_bad_inputs(batch_out, user_rig, tmp_path, capsys):
     assert "'Cube' has no shape keys" in error("--rig", str(user_rig), "--object", "Cube")
     assert "--rig needs --object" in error("--rig", str(user_rig))
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").glob("*.fbx"))
+
+
+def test_a_blender_crash_costs_one_line(batch_out, tmp_path):
+    """The child Blender dies (here: killed) while it holds a line: that line fails and says so,
+    and a fresh Blender exports the next one."""
+    import signal
+
+    from model_core.batch.export import BlenderChild, Rig, find_addon
+    child = BlenderChild(Rig(), find_addon(None))
+    try:
+        child.ready()
+        os.kill(child.proc.pid, signal.SIGKILL)
+        task = {"id": "line0", "npz": str(batch_out / "line0.npz"), "fps": None}
+        lost = child.export({**task, "fbx": str(tmp_path / "a.fbx")})
+        assert not lost["ok"] and "Blender crashed on this line" in lost["error"] and "SIGKILL" in lost["error"]
+        assert child.export({**task, "fbx": str(tmp_path / "b.fbx")})["ok"]
+        assert len(child.starts) == 2 and (tmp_path / "b.fbx").stat().st_size > 100_000
+    finally:
+        child.close()
