@@ -193,7 +193,12 @@ class LALIA_OT_generate_strips(bpy.types.Operator):
             return self._end(context, cancelled=True)
         if event.type != "TIMER" or event.value == "RELEASE":
             return {"PASS_THROUGH"} if event.type != "ESC" else {"RUNNING_MODAL"}
-        more = self._run.step(context)  # one line, then back to the event loop (redraw, Esc)
+        try:
+            more = self._run.step(context)  # one line, then back to the event loop (redraw, Esc)
+        except Exception as e:  # not a line's own problem: stop here, the lines done stay
+            from .operators import _error
+            _error(self, e)
+            return self._end(context, cancelled=True)
         context.window_manager.progress_update(self._run.position)
         if not more:
             return self._end(context, cancelled=False)
@@ -264,7 +269,9 @@ def draw(layout, s):
         r.prop(row, "target", text="")
         r.operator("lalia.strip_target_remove", text="", icon="X").index = i
     box.operator("lalia.strip_target_add", icon="ADD")
-    box.operator("lalia.generate_strips", icon="PLAY")
+    row = box.row()
+    row.enabled = not s.running  # one run at a time
+    row.operator("lalia.generate_strips", icon="PLAY")
 
 
 _classes = (LALIA_OT_generate_strips, LALIA_OT_strip_target_add, LALIA_OT_strip_target_remove)

@@ -164,8 +164,10 @@ class BlenderChild:
     def _died(self) -> str:
         rc = self.proc.wait()
         self.proc = None
-        how = f"killed by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.Signals._value2member_map_ \
-            else f"exit code {rc}"
+        try:
+            how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+        except ValueError:  # a signal number Python has no name for
+            how = f"killed by signal {-rc}"
         self._log.seek(0)
         tail = [ln for ln in self._log.read().decode("utf-8", "replace").splitlines() if ln.strip()][-1:]
         return f"it quit ({how})" + (f"; its last words: {tail[0][:200]}" if tail else "")
