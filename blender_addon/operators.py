@@ -16,6 +16,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from . import engine
+from .fbx import write_fbx
 from .flame_rig import cached_retarget, is_flame_rig
 from .properties import generation_options, key_tolerances
 from .rig import (
@@ -73,12 +74,18 @@ def _checkpoint_path(context) -> str | None:
 
 
 def _target(context):
-    """The face mesh to animate: the active object, or the mesh under a selected armature.
-    It needs ARKit-named shape keys or FLAME Exp keys."""
+    """The face mesh to animate: the active object, or the mesh under a selected armature."""
     from .model_core.base.errors import LaliaError
     obj = context.active_object
     if obj is None:
         raise LaliaError("Select the face mesh (ARKit shape keys or a FLAME head) first")
+    return face_mesh(obj)
+
+
+def face_mesh(obj):
+    """The face mesh `obj` stands for: itself, or for an armature the mesh it deforms. It needs
+    ARKit-named shape keys or FLAME Exp keys; anything else is a LaliaError that says why."""
+    from .model_core.base.errors import LaliaError
     if obj.type == "ARMATURE":  # the rig is selected: use the mesh it deforms
         meshes = [o for o in obj.children if o.type == "MESH" and _drivable(o)]
         if not meshes:
@@ -327,16 +334,6 @@ class LALIA_OT_generate(bpy.types.Operator):
         return {"FINISHED"}
 
 
-FBX_PRESETS = {
-    # Unity: Y up, -Z forward, unit scale applied to the FBX
-    "UNITY": dict(axis_forward="-Z", axis_up="Y", apply_scale_options="FBX_SCALE_ALL",
-                  apply_unit_scale=True),
-    # Unreal: Z up, -Y forward as Blender, scale kept in FBX units (UE reads cm)
-    "UNREAL": dict(axis_forward="-Y", axis_up="Z", apply_scale_options="FBX_SCALE_NONE",
-                   apply_unit_scale=True, primary_bone_axis="Y", secondary_bone_axis="X"),
-}
-
-
 class LALIA_OT_export_fbx(bpy.types.Operator):
     """Export the selected face and its rig with baked shape-key and head-bone animation"""
     bl_idname = "lalia.export_fbx"
@@ -360,30 +357,10 @@ class LALIA_OT_export_fbx(bpy.types.Operator):
         if not self.filepath:
             return _error(self, LaliaError("Choose a file to export to"))
         path = bpy.path.ensure_ext(bpy.path.abspath(self.filepath), ".fbx")
-        arm = find_armature(obj)
-        prev_sel = [o for o in context.view_layer.objects if o.select_get()]
-        for o in prev_sel:
-            o.select_set(False)
-        for o in (obj, arm):
-            if o is not None:
-                o.select_set(True)
-        # written to a temp name beside the target and renamed: a failed export never truncates an
-        # earlier one (the FBX exporter writes as it goes)
-        from .model_core.base.files import atomic_write
         try:
-            with atomic_write(path, "FBX file") as tmp:
-                bpy.ops.export_scene.fbx(
-                    filepath=str(tmp), use_selection=True, object_types={"ARMATURE", "MESH"},
-                    add_leaf_bones=False, bake_anim=True, bake_anim_use_all_actions=False,
-                    bake_anim_use_nla_strips=False, bake_anim_simplify_factor=0.0,
-                    use_mesh_modifiers=False, mesh_smooth_type="FACE", **FBX_PRESETS[self.preset])
+            write_fbx(context, obj, path, self.preset)
         except LaliaError as e:
             return _error(self, e)
-        except Exception as e:  # the exporter's own failure: one line, the details in the console
-            return _error(self, LaliaError(f"FBX export to {path} failed; the previous file (if any) is kept\n{e}"))
-        finally:
-            for o in context.view_layer.objects:
-                o.select_set(o in prev_sel)
         self.report({"INFO"}, f"Exported {path}")
         return {"FINISHED"}
 

@@ -4,7 +4,9 @@ animation at its strip's start, on the rig its channel or name prefix maps to.
 Per-strip overrides come from the strip's custom properties: `lalia_emotion` ("happy=0.6;sad=0.2"),
 `lalia_style`, `lalia_seed`, `lalia_transcript` (kept on the action for when transcripts are used).
 Each line gets its own action and NLA track, named after the strip, playing only over its frames.
-The whole run is one undo step; a line that fails is reported and the others still go on.
+The whole run is one undo step; a line that fails is reported and the others still go on. In the
+UI the run is modal, one line per timer tick, with one progress bar for the scene; Esc stops it
+between two lines and keeps the lines already generated (`StripRun`).
 """
 from __future__ import annotations
 
@@ -56,60 +58,178 @@ def strip_options(base, strip):
     return base.replace(**changes) if changes else base
 
 
-class LALIA_OT_generate_strips(bpy.types.Operator):
-    """Generate every sound strip of the scene onto the face its channel or name prefix maps to"""
-    bl_idname = "lalia.generate_strips"
-    bl_label = "Generate all sound strips"
-    bl_options = {"REGISTER", "UNDO"}
+class StripRun:
+    """One run of Generate all sound strips, a line per `step()`, so the panel can show progress
+    between lines and Esc can stop the run between two lines (never inside one).
 
-    def execute(self, context):
+    Strips and faces are looked up by name at every step (the user may edit the scene between
+    steps); a strip or face that is gone fails its line. Cancelling keeps the lines already
+    generated, each whole on its own track (the run is one undo step: Ctrl+Z removes them all),
+    and leaves the strips not reached untouched. Nothing the user made is changed either way:
+    each line adds its own actions and NLA track and mutes nothing."""
+
+    def __init__(self, context):
         from .model_core.base.errors import LaliaError
-        from .operators import _checkpoint_path, _error, _style, motion_for_rig
-        from .properties import generation_options, key_tolerances
-        scene, s = context.scene, context.scene.lalia
+        from .operators import _checkpoint_path, _style
+        from .properties import generation_options
+        scene = context.scene
         se = scene.sequence_editor
         strips = sorted((st for st in sequencer_strips(se, all_strips=True) if st.type == "SOUND"),
                         key=lambda st: (strip_start(st), st.channel)) if se else []
         if not strips:
-            return _error(self, LaliaError("The scene has no sound strips to generate from"))
-        fallback = context.active_object if context.active_object is not None and \
-            context.active_object.type == "MESH" else None
+            raise LaliaError("The scene has no sound strips to generate from")
+        self.strips = [st.name for st in strips]
+        active = context.active_object
+        self.fallback = active.name if active is not None and active.type == "MESH" else ""
+        self.base = generation_options(scene.lalia, _style(context))
+        self.generator = engine.generator(_checkpoint_path(context))
+        self.done: list[str] = []
+        self.failed: list[str] = []
+
+    @property
+    def total(self) -> int:
+        return len(self.strips)
+
+    @property
+    def position(self) -> int:
+        """Lines handled so far (generated or failed)."""
+        return len(self.done) + len(self.failed)
+
+    def step(self, context) -> bool:
+        """Generate the next strip's line onto its face; True while lines remain."""
+        from .model_core.base.errors import LaliaError
+        name = self.strips[self.position]
         try:
-            base = generation_options(s, _style(context))
-            gen = engine.generator(_checkpoint_path(context))
+            self.done.append(self._line(context, name))
+        except LaliaError as e:
+            self.failed.append(f"{name}: {e}")
+        except ReferenceError:  # the strip or face was deleted while the run was under way
+            self.failed.append(f"{name}: the strip or its face was removed during the run")
+        return self.position < self.total
+
+    def _line(self, context, name: str) -> str:
+        from .model_core.base.errors import LaliaError
+        from .operators import motion_for_rig
+        from .properties import key_tolerances
+        scene, s = context.scene, context.scene.lalia
+        se = scene.sequence_editor
+        st = sequencer_strips(se, all_strips=True).get(name) if se else None
+        if st is None or st.type != "SOUND":
+            raise LaliaError("the sound strip was removed during the run")
+        obj = target_for(st, s.strip_targets, bpy.data.objects.get(self.fallback) if self.fallback else None)
+        if obj is None:
+            raise LaliaError(f"no face for channel {st.channel} (add a row to the strip table)")
+        result = self.generator.generate(bpy.path.abspath(st.sound.filepath), strip_options(self.base, st))
+        arm = find_armature(obj)
+        bone = (s.head_bone or guess_head_bone(arm)) if (arm is not None and s.animate_head) else ""
+        made = apply_motion(scene, obj, motion_for_rig(result.motion, obj, arm), name=st.name, armature=arm,
+                            head_bone=bone, placement="LINE", frame_start=int(round(strip_start(st))),
+                            tolerances=key_tolerances(s))
+        for key in ("shape_action", "bone_action"):
+            action = bpy.data.actions.get(made.get(key) or "")
+            if action is not None and "lalia_transcript" in st:
+                action["lalia_transcript"] = str(st["lalia_transcript"])
+        return f"{st.name} -> {obj.name}"
+
+    def summary(self, cancelled: bool = False) -> str:
+        text = f"{len(self.done)} of {self.total} strips generated" + \
+            (f"; {len(self.failed)} failed" if self.failed else "")
+        if cancelled:
+            text = f"Cancelled after {self.position} of {self.total} strips: {text}; the lines generated stay " \
+                   "(Ctrl+Z removes them all)"
+        return text
+
+
+class LALIA_OT_generate_strips(bpy.types.Operator):
+    """Generate every sound strip of the scene onto the face its channel or name prefix maps to
+    (Esc stops between two lines: the lines done stay, one undo step)"""
+    bl_idname = "lalia.generate_strips"
+    bl_label = "Generate all sound strips"
+    bl_options = {"REGISTER", "UNDO"}
+
+    _run = None
+    _timer = None
+
+    def _begin(self, context):
+        from .model_core.base.errors import LaliaError
+        from .operators import _error
+        if problem := engine.runtime_problem():
+            return _error(self, LaliaError(problem))
+        try:
+            self._run = StripRun(context)
         except LaliaError as e:
             return _error(self, e)
+        return None
+
+    def execute(self, context):  # background mode and scripts: every line, then the summary
+        refused = self._begin(context)
+        if refused:
+            return refused
         wm = context.window_manager
-        wm.progress_begin(0, len(strips))
-        done, failed = [], []
+        wm.progress_begin(0, self._run.total)
         try:
-            for i, st in enumerate(strips):
-                obj = target_for(st, s.strip_targets, fallback)
-                if obj is None:
-                    failed.append(f"{st.name}: no face for channel {st.channel} (add a row to the strip table)")
-                    continue
-                try:
-                    result = gen.generate(bpy.path.abspath(st.sound.filepath), strip_options(base, st))
-                    arm = find_armature(obj)
-                    bone = (s.head_bone or guess_head_bone(arm)) if (arm is not None and s.animate_head) else ""
-                    made = apply_motion(scene, obj, motion_for_rig(result.motion, obj, arm), name=st.name,
-                                        armature=arm, head_bone=bone, placement="LINE",
-                                        frame_start=int(round(strip_start(st))), tolerances=key_tolerances(s))
-                    for key in ("shape_action", "bone_action"):
-                        action = bpy.data.actions.get(made.get(key) or "")
-                        if action is not None and "lalia_transcript" in st:
-                            action["lalia_transcript"] = str(st["lalia_transcript"])
-                    done.append(f"{st.name} -> {obj.name}")
-                except LaliaError as e:
-                    failed.append(f"{st.name}: {e}")
-                wm.progress_update(i + 1)
+            while self._run.step(context):
+                wm.progress_update(self._run.position)
         finally:
             wm.progress_end()
-        s.status = f"{len(done)} of {len(strips)} strips generated" + (f"; {len(failed)} failed" if failed else "")
-        for line in failed:
+        return self._end(context, cancelled=False)
+
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        refused = self._begin(context)
+        if refused:
+            return refused
+        wm = context.window_manager
+        wm.progress_begin(0, self._run.total)
+        context.scene.lalia.running, context.scene.lalia.progress = True, 0.0
+        self._show(context)
+        self._timer = wm.event_timer_add(0.05, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            return self._end(context, cancelled=True)
+        if event.type != "TIMER" or event.value == "RELEASE":
+            return {"PASS_THROUGH"} if event.type != "ESC" else {"RUNNING_MODAL"}
+        try:
+            more = self._run.step(context)  # one line, then back to the event loop (redraw, Esc)
+        except Exception as e:  # not a line's own problem: stop here, the lines done stay
+            from .operators import _error
+            _error(self, e)
+            return self._end(context, cancelled=True)
+        context.window_manager.progress_update(self._run.position)
+        if not more:
+            return self._end(context, cancelled=False)
+        self._show(context)
+        return {"RUNNING_MODAL"}
+
+    def _show(self, context):
+        """The panel's bar and the status bar: which line is next, and how to stop."""
+        run, s = self._run, context.scene.lalia
+        s.progress = run.position / run.total
+        s.status = f"Strip {run.position + 1} of {run.total}: {run.strips[run.position]}"
+        if context.workspace is not None:
+            context.workspace.status_text_set(f"Lalia: generating strip {run.position + 1} of {run.total} "
+                                              f"({run.strips[run.position]}); Esc cancels, the lines done stay")
+        for area in context.screen.areas if context.screen else []:
+            area.tag_redraw()
+
+    def _end(self, context, cancelled: bool):
+        wm, s, run = context.window_manager, context.scene.lalia, self._run
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            wm.progress_end()
+            if context.workspace is not None:
+                context.workspace.status_text_set(None)
+        s.running = False
+        s.status = run.summary(cancelled)
+        for line in run.failed:
             self.report({"WARNING"}, line)
-        self.report({"INFO"}, s.status)
-        return {"FINISHED"} if done else {"CANCELLED"}
+        self.report({"WARNING"} if cancelled else {"INFO"}, s.status)
+        # FINISHED with lines done: they are one undo step. Nothing done: nothing to undo
+        return {"FINISHED"} if run.done else {"CANCELLED"}
 
 
 class LALIA_OT_strip_target_add(bpy.types.Operator):
@@ -149,7 +269,9 @@ def draw(layout, s):
         r.prop(row, "target", text="")
         r.operator("lalia.strip_target_remove", text="", icon="X").index = i
     box.operator("lalia.strip_target_add", icon="ADD")
-    box.operator("lalia.generate_strips", icon="PLAY")
+    row = box.row()
+    row.enabled = not s.running  # one run at a time
+    row.operator("lalia.generate_strips", icon="PLAY")
 
 
 _classes = (LALIA_OT_generate_strips, LALIA_OT_strip_target_add, LALIA_OT_strip_target_remove)

@@ -1,4 +1,4 @@
-"""`python -m model_core ...`: corpus, assets, features, generate, batch, train, distill, ship, eval,
+"""`python -m model_core ...`: corpus, assets, features, generate, batch, export, train, distill, ship, eval,
 FLAME tools, bench."""
 from __future__ import annotations
 
@@ -147,7 +147,35 @@ def cmd_batch(a):
     cores = os.cpu_count() or 1
     if workers == 1 and not a.ray and cores > 1 and summary.ok >= 20:
         print(f"(this ran in one process on one core; --workers {cores} uses all {cores} cores)")
+    if a.fbx is not None:  # the batch's lines on to FBX and Live Link CSV, in OUT/export
+        exported = _export([a.out], str(Path(a.out) / "export"), a.fbx or None, a.fbx_object, None, "unity", None,
+                           "fbx,csv", None, a.force, a.quiet)
+        return 1 if summary.failed or exported else 0
     return 1 if summary.failed else 0
+
+
+def _export(sources, out, rig, obj, head_bone, preset, fps, fmt, addon, force, quiet) -> int:
+    from .batch.export import Rig, parse_export_formats, read_sources, run_export
+    lines, batch = read_sources(sources)
+    if out is None:
+        if batch is None:
+            raise LaliaError("--out is needed with npz files (with a batch folder it defaults to FOLDER/export)")
+        out = batch / "export"
+    formats = parse_export_formats(fmt)
+    rig = Rig(Path(rig) if rig else None, obj, head_bone, preset, fps)
+    try:
+        summary = run_export(lines, Path(out), rig, formats=formats, addon=addon, force=force, progress=not quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the lines done are in {Path(out) / 'export.jsonl'}; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(summary.text())
+    return 1 if summary.failed else 0
+
+
+def cmd_export(a):
+    return _export(a.sources, a.out, a.rig, a.object, a.head_bone, a.preset, a.fps, a.format, a.addon, a.force,
+                   a.quiet)
 
 
 def cmd_bench_batch(a):
@@ -470,7 +498,29 @@ def build_parser() -> argparse.ArgumentParser:
                          "differ a little from the trained ones (docs/batch.md)")
     ba.add_argument("--force", action="store_true", help="render every line, done or not")
     ba.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ba.add_argument("--fbx", nargs="?", const="", default=None, metavar="RIG.blend",
+                    help="then export every line to OUT/export: an FBX of the rig (default: the bundled head) "
+                         "and a Live Link CSV, as `lalia export` does")
+    ba.add_argument("--fbx-object", default=None, help="with --fbx RIG.blend: the face object in it")
     ba.set_defaults(func=cmd_batch)
+
+    ex = sub.add_parser("export", help="every line of a batch (or motion npz files) -> an FBX of a face rig, made "
+                                       "by Blender in the background, and a Live Link CSV; reruns skip lines done")
+    ex.add_argument("sources", nargs="+", help="a finished batch's --out folder, or motion npz files")
+    ex.add_argument("--out", default=None, help="the folder for the files and export.jsonl (default: BATCH/export)")
+    ex.add_argument("--rig", default=None, metavar="FILE.blend", help="the Blender file holding the face rig "
+                    "(default: the bundled head, as Add demo head makes it)")
+    ex.add_argument("--object", default=None, help="with --rig: the face mesh, or the armature deforming it")
+    ex.add_argument("--head-bone", default=None,
+                    help="the bone that turns the head (default: the file's Lalia setting, else guessed)")
+    ex.add_argument("--preset", choices=["unity", "unreal"], default="unity", help="the FBX axes and units")
+    ex.add_argument("--fps", type=float, default=None, help="the FBX's frame rate (default: the motion's, 25)")
+    ex.add_argument("--format", default="both", help="fbx, csv (Live Link Face) or both (default)")
+    ex.add_argument("--addon", default=None,
+                    help="the add-on's folder (default: blender_addon/ of this source checkout)")
+    ex.add_argument("--force", action="store_true", help="export every line, done or not")
+    ex.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ex.set_defaults(func=cmd_export)
 
     bb = sub.add_parser("bench-batch", help="lines/s of `batch` on N lines cut from the bundled sample, "
                                             "beside the plain per-line generate loop")
@@ -493,13 +543,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+FOLDER_OUTPUTS = ("corpus", "batch", "export")  # their --out is a folder, made if missing
+
+
 def _check_outputs(a) -> None:
     """Refuse an output path that can't take the file before any work (not after an hour of it)."""
     from .base.files import check_output_path
     if a.cmd == "generate":
         from .base.motion import Motion
         Motion.check_output(a.out, a.format)
-    elif a.cmd not in ("corpus",) and getattr(a, "out", None):  # corpus --out is a folder
+    elif a.cmd in FOLDER_OUTPUTS:
+        if a.out and Path(a.out).exists() and not Path(a.out).is_dir():
+            raise LaliaError(f"--out {a.out} is a file; give a folder (made if missing)")
+    elif getattr(a, "out", None):
         check_output_path(a.out)
     if getattr(a, "table", None):
         check_output_path(a.table, "table")

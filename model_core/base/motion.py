@@ -213,6 +213,12 @@ class Motion:
     def load(path) -> "Motion":
         """A motion/reference file (npz, Live Link CSV, json), validated: finite values, known
         channel names, a sane frame rate, no pickled objects. Every problem is a LaliaError."""
+        return Motion.read(path).check_reference(f"motion file {Path(path).name}")
+
+    @staticmethod
+    def read(path) -> "Motion":
+        """A motion file as `load` reads it (finite values, a sane frame rate, no pickled objects),
+        without a reference's checks of length and channel names: a generated line of any length."""
         path = Path(path)
         if not path.is_file():
             raise LaliaError(f"Motion file not found: {path}")
@@ -228,7 +234,7 @@ class Motion:
             raise LaliaError(f"{path.name}: {e}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise LaliaError(f"Can't read the motion file {path}: {e}") from None
-        return motion.check_reference(f"motion file {path.name}")
+        return motion
 
 
 def _read_npz(path: Path) -> Motion:

@@ -154,33 +154,38 @@ def run_batch(lines: list[Line], out: Path, *, workers: int = 1, ray: str | None
     from ..model.checkpoint import weights_sha256
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    with exclusive(out):
         return _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, force, stream,
                     weights_sha256(checkpoint))
 
 
 @contextmanager
-def _exclusive(out: Path):
-    """One batch per output folder at a time: two would append to one results.jsonl and write
-    the same files. The lock goes with the process, so a killed run leaves none behind."""
+def exclusive(out: Path, what: str = "batch"):
+    """One batch (or export) per output folder at a time: two would append to one journal and
+    write the same files. The lock goes with the process, so a killed run leaves none behind."""
     try:
         import fcntl
     except ImportError:  # Windows: no lock
         yield
         return
-    with open(out / ".batch.lock", "w") as f:
+    with open(out / f".{what}.lock", "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise LaliaError(f"another batch is writing to {out}; wait for it or choose another --out")
+            raise LaliaError(f"another {what} is writing to {out}; wait for it or choose another --out")
         yield
+
+
+def remove_stale_parts(out: Path) -> None:
+    """Temp files of a run killed mid-write (base/files.py names them .STEM.HEX.partSUFFIX)."""
+    for stale in out.rglob(".*.part*"):
+        if stale.is_file() and ".part" in stale.name:
+            stale.unlink()
 
 
 def _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, force, stream, model) -> Summary:
     t0 = time.perf_counter()
-    for stale in out.rglob(".*.part*"):  # temp files of a run killed mid-write (base/files.py: .STEM.HEX.partSUFFIX)
-        if stale.is_file() and ".part" in stale.name:
-            stale.unlink()
+    remove_stale_parts(out)
     journal = Journal(out / RESULTS)
     journal.compact([ln.id for ln in lines])
     summary = Summary(total=len(lines))
@@ -206,7 +211,7 @@ def _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, fo
         if ln.error is not None:
             finish({**rec, "status": "failed", "error": ln.error})
             continue
-        done = None if force else _still_done(journal.records.get(ln.id), rec["input_hash"], ln.formats, out)
+        done = None if force else still_done(journal.records.get(ln.id), rec["input_hash"], ln.formats, out)
         if done is not None:
             finish({**rec, **done, "status": "skipped", "reason": "done and unchanged"})
             continue
@@ -236,7 +241,7 @@ def _record(ln: Line) -> dict:
             "formats": list(ln.formats), "warnings": list(ln.warnings), "error": None}
 
 
-def _still_done(prev: dict | None, ihash: str, formats, out: Path) -> dict | None:
+def still_done(prev: dict | None, ihash: str, formats, out: Path) -> dict | None:
     """The previous record, if it rendered these inputs and every output is still as written."""
     if not prev or prev.get("status") not in ("ok", "skipped") or prev.get("input_hash") != ihash:
         return None

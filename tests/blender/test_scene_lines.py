@@ -69,3 +69,44 @@ def test_no_strips_is_a_clear_error(scene, addon):
     _faces(1)
     with pytest.raises(RuntimeError, match="no sound strips"):
         bpy.ops.lalia.generate_strips()
+
+
+def test_cancel_after_one_line_keeps_it_and_touches_nothing_else(scene, addon, three_lines):
+    """The modal operator runs `StripRun.step` once per timer tick and stops on Esc between two
+    lines. Driven here step by step (modal events need a window): cancelled after line 1 of 3,
+    that line stays whole, the strips not reached and the user's own animation are untouched.
+    (Undo can't be run without a window: the one undo step is not tested.)"""
+    if not addon.rig.has_audio():
+        pytest.skip("this Blender has no sound strips (built without Audaspace)")
+    faces = _faces(3)
+    se = scene.sequence_editor_create()
+    strips = addon.rig.sequencer_strips(se)
+    for i, p in enumerate(three_lines):
+        strips.new_sound(name=f"L{i}", filepath=str(p), channel=1 + i, frame_start=1 + 150 * i)
+    for i, face in enumerate(faces):
+        row = scene.lalia.strip_targets.add()
+        row.match, row.target = str(1 + i), face
+    key = faces[1].data.shape_keys  # the user's own keys on a face the run hasn't reached
+    key.key_blocks["browInnerUp"].value = 0.3
+    key.key_blocks["browInnerUp"].keyframe_insert("value", frame=160)
+    user_action = key.animation_data.action
+    before = {a.name for a in bpy.data.actions}
+
+    run = addon.scene_lines.StripRun(bpy.context)
+    assert run.total == 3 and run.step(bpy.context) is True and run.position == 1
+    status = run.summary(cancelled=True)
+    assert status.startswith("Cancelled after 1 of 3 strips: 1 of 3 strips generated") and "Ctrl+Z" in status
+    assert {a.name for a in bpy.data.actions} - before == {"L0 [face]", "L0 [head]"}
+    assert [t.name for t in faces[0].data.shape_keys.animation_data.nla_tracks] == ["Lalia: L0"]
+    assert faces[0].parent.animation_data.nla_tracks[0].strips[0].action.name == "L0 [head]"
+    assert key.animation_data.action == user_action and not key.animation_data.nla_tracks
+    (curve,) = addon.layers.curves_of(user_action)
+    assert [tuple(k.co) for k in curve.keyframe_points] == [(160.0, pytest.approx(0.3))]
+    assert faces[2].data.shape_keys.animation_data is None and faces[1].parent.animation_data is None
+    # the line's keys are whole: the face speaks over its strip's frames
+    kb = faces[0].data.shape_keys.key_blocks
+    jaw = []
+    for f in range(1, 90):
+        scene.frame_set(f)
+        jaw.append(kb["jawOpen"].value)
+    assert np.ptp(jaw) > 0.1
