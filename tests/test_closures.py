@@ -19,13 +19,21 @@ JAW, SMILE = CH.index("jawOpen"), CH.index("mouthSmileLeft")
 
 def test_closure_weights_hold_brief_closures_in_speech_not_rest():
     gap = np.full(120, 6.0)
-    gap[:5] = 0.5       # closed at the start: rest before speaking
+    gap[:15] = 0.5      # closed for 0.6 s at the start: rest before speaking
     gap[40:44] = 0.5    # a bilabial: 4 frames
     gap[70:100] = 0.5   # a 1.2 s pause: rest
     w = closure_weights(gap)
     np.testing.assert_array_equal(w[40:44], 1.0)
     np.testing.assert_allclose(w[[38, 39, 44, 45]], [1 / 3, 2 / 3, 2 / 3, 1 / 3])
     assert w[:37].max() == 0 and w[46:].max() == 0
+    # a line trimmed tight that starts (or ends) on its /p b m/: a brief closed run at the edge
+    gap[:15] = 6.0
+    gap[:3] = 0.5
+    gap[117:] = 0.5
+    w = closure_weights(gap)
+    np.testing.assert_array_equal(w[:3], 1.0)
+    np.testing.assert_array_equal(w[117:], 1.0)
+    assert brief_closures(np.full(8, 0.5)) == []  # closed throughout: rest, nothing to hold
 
 
 def _mouth(T=100):
@@ -58,7 +66,8 @@ def test_an_emotion_keeps_the_neutral_renditions_closures(generator, sample_audi
     one closes them too (the model alone, without the layer, misses some); only the
     articulation channels differ."""
     clip = sample_audio[: 12 * 16000]
-    runs = brief_closures(lip_gap(generator.generate(clip, emotion={"neutral": 1.0}).motion.values, CH))
+    gap = lip_gap(generator.generate(clip, emotion={"neutral": 1.0}).motion.values, CH)
+    runs = [(s, t) for s, t in brief_closures(gap) if 0 < s and t < len(gap)]  # inside the speech
     assert len(runs) >= 6
 
     def kept(m):

@@ -40,10 +40,13 @@ def lip_gap(values: np.ndarray, channels) -> np.ndarray | None:
 
 
 def brief_closures(gap_mm: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) frames of each brief closure inside speech: a closed run of at most
-    MAX_CLOSURE_FRAMES with open lips on both sides."""
+    """(start, end) frames of each brief closure in speech: a closed run of at most
+    MAX_CLOSURE_FRAMES with open lips after it or before it. A run at the clip's very start or
+    end counts: dialogue lines are often trimmed tight, and one that starts on a /p b m/ (a tenth
+    of the bilabials the jaw-opening emotions missed on the real-speech benchmark) opens from a
+    closure, not from rest."""
     T = len(gap_mm)
-    return [(s, e) for s, e in true_runs(gap_mm < CLOSED_MM) if e - s <= MAX_CLOSURE_FRAMES and s > 0 and e < T]
+    return [(s, e) for s, e in true_runs(gap_mm < CLOSED_MM) if e - s <= MAX_CLOSURE_FRAMES and (s > 0 or e < T)]
 
 
 def closure_weights(gap_mm: np.ndarray) -> np.ndarray:
