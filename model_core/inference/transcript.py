@@ -26,7 +26,7 @@ from .align_process import AlignerDied, shared_aligner
 from .words import spoken_words
 
 MIN_COVERAGE = 0.8        # share of the speech frames the aligned words must cover
-MIN_SCORE = -30.0         # acoustic score per aligned speech frame (0 = as good as it gets)
+MIN_SCORE = -28.0         # acoustic score per aligned speech frame (0 = as good as it gets)
 SPEECH_LEVEL = 0.1        # a frame louder than this x the line's 95th percentile is speech
 MAX_WORDS_PER_SECOND = 8  # faster than any speaker: the text is not this line's
 MAX_CHARACTERS = 100_000  # longer text isn't read at all
