@@ -8,7 +8,9 @@ is used, and how often another clip's transcript (a wrong one) is caught.
 The split is by speaker: TUNE_SPEAKERS choose the thresholds, every other speaker (the held-out
 ones included) is only reported. A clip's wrong transcript is the next clip's (of the same
 speaker group, another text), so a one-word clip gets another single word and a sentence
-another sentence. Prints a summary and, with --out, writes every clip's numbers.
+another sentence. With --lipsync it also measures the shipped model's lip sync on the split
+(`evaluation/lipsync.py`, against the clips' reference alignments): audio only, and with the
+clip's transcript. Prints a summary and, with --out, writes every clip's numbers.
 """
 from __future__ import annotations
 
@@ -75,16 +77,37 @@ def summary(rows: list[dict]) -> dict:
             "single_words": part([r for r in rows if r["words"] == 1])}
 
 
+def lipsync(clips: list[dict]) -> dict:
+    """The five lip-sync metrics pooled over the clips: audio only vs with the transcript."""
+    from model_core.evaluation.lipsync import clip_stats, summarize
+    from model_core.inference.generator import load_generator
+    gen = load_generator()
+    stats = {"audio_only": [], "transcript": []}
+    for c in clips:
+        stats["audio_only"].append(clip_stats(gen.generate(c["audio16k"], seed=0).motion, c["phones"]))
+        stats["transcript"].append(clip_stats(gen.generate(c["audio16k"], seed=0, transcript=c["transcript"]).motion,
+                                              c["phones"]))
+    rnd = lambda d: {k: round(v, 3) if isinstance(v, float) else v for k, v in d.items()}
+    return {name: rnd(summarize(s)) for name, s in stats.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", required=True, help="the built real-speech set (python -m model_core realspeech build)")
     ap.add_argument("--split", choices=("tune", "report"), required=True)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--lipsync", action="store_true", help="also measure lip sync, audio only vs with the transcript")
     a = ap.parse_args()
     from model_core.data.real_speech import load_set
     clips = split_clips(load_set(Path(a.set), Path(a.set) / "manifest.json"), a.split)
     rows = study(clips)
-    result = {"split": a.split, "tune_speakers": TUNE_SPEAKERS, "summary": summary(rows), "clips": rows}
+    result = {"split": a.split, "tune_speakers": TUNE_SPEAKERS, "summary": summary(rows)}
+    if a.lipsync:
+        import torch
+        torch.set_num_threads(2)
+        result["lipsync"] = lipsync(clips)
+        print(json.dumps(result["lipsync"], indent=1))
+    result["clips"] = rows
     print(json.dumps(result["summary"], indent=1))
     if a.out:
         a.out.write_text(json.dumps(result, indent=1) + "\n")
