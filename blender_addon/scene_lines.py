@@ -44,16 +44,25 @@ def _emotion(text: str) -> dict:
     return out
 
 
-def strip_options(base, strip):
-    """The panel's options with the strip's own overrides."""
-    changes = {}
+def strip_transcript(strip, from_name: bool) -> str | None:
+    """A sound strip's dialogue text: its `lalia_transcript` property, else (when the panel says
+    so) its name."""
+    if "lalia_transcript" in strip:
+        return str(strip["lalia_transcript"])
+    return strip.name if from_name else None
+
+
+def strip_options(base, strip, from_name: bool = False):
+    """The panel's options with the strip's own overrides; the panel's dialogue text is one
+    line's, so a strip has only its own."""
+    changes = {"transcript": strip_transcript(strip, from_name)}
     if "lalia_emotion" in strip:
         changes["emotion"] = _emotion(strip["lalia_emotion"]) or None
     if "lalia_style" in strip:
         changes["style"] = str(strip["lalia_style"])
     if "lalia_seed" in strip:
         changes["seed"] = int(strip["lalia_seed"])
-    return base.replace(**changes) if changes else base
+    return base.replace(**changes)
 
 
 class LALIA_OT_generate_strips(bpy.types.Operator):
@@ -81,7 +90,7 @@ class LALIA_OT_generate_strips(bpy.types.Operator):
             return _error(self, e)
         wm = context.window_manager
         wm.progress_begin(0, len(strips))
-        done, failed = [], []
+        done, failed, warned = [], [], []
         try:
             for i, st in enumerate(strips):
                 obj = target_for(st, s.strip_targets, fallback)
@@ -89,7 +98,8 @@ class LALIA_OT_generate_strips(bpy.types.Operator):
                     failed.append(f"{st.name}: no face for channel {st.channel} (add a row to the strip table)")
                     continue
                 try:
-                    result = gen.generate(bpy.path.abspath(st.sound.filepath), strip_options(base, st))
+                    result = gen.generate(bpy.path.abspath(st.sound.filepath),
+                                          strip_options(base, st, s.transcript_from_strip_name))
                     arm = find_armature(obj)
                     bone = (s.head_bone or guess_head_bone(arm)) if (arm is not None and s.animate_head) else ""
                     made = apply_motion(scene, obj, motion_for_rig(result.motion, obj, arm), name=st.name,
@@ -100,13 +110,14 @@ class LALIA_OT_generate_strips(bpy.types.Operator):
                         if action is not None and "lalia_transcript" in st:
                             action["lalia_transcript"] = str(st["lalia_transcript"])
                     done.append(f"{st.name} -> {obj.name}")
+                    warned += [f"{st.name}: {w}" for w in result.info.get("warnings", [])]
                 except LaliaError as e:
                     failed.append(f"{st.name}: {e}")
                 wm.progress_update(i + 1)
         finally:
             wm.progress_end()
         s.status = f"{len(done)} of {len(strips)} strips generated" + (f"; {len(failed)} failed" if failed else "")
-        for line in failed:
+        for line in failed + warned:  # warned: a strip's transcript left out, and why
             self.report({"WARNING"}, line)
         self.report({"INFO"}, s.status)
         return {"FINISHED"} if done else {"CANCELLED"}
@@ -149,6 +160,7 @@ def draw(layout, s):
         r.prop(row, "target", text="")
         r.operator("lalia.strip_target_remove", text="", icon="X").index = i
     box.operator("lalia.strip_target_add", icon="ADD")
+    box.prop(s, "transcript_from_strip_name")
     box.operator("lalia.generate_strips", icon="PLAY")
 
 
