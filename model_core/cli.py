@@ -208,7 +208,8 @@ def cmd_eval_lipsync(a):
     report = {"checkpoint": str(a.checkpoint or "default"), "checkpoint_sha256": weights_sha256(a.checkpoint),
               "manifest": str(Path(a.manifest or MANIFEST_IN_REPO).name),
               **evaluate_lipsync(load_generator(a.checkpoint), set_dir, a.manifest, emotions=a.emotions,
-                                 progress=lambda msg: print(msg, file=sys.stderr, flush=True))}
+                                 progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                                 transcript=a.transcript)}
     if a.out:
         Path(a.out).write_text(json.dumps(report, indent=1))
     names = [k for k in report["all"]]
@@ -373,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--checkpoint", default=None)
     el.add_argument("--emotions", action="store_true",
                     help="also the model at each non-neutral emotion at intensity 1")
+    el.add_argument("--transcript", action="store_true",
+                    help="also the model given each clip's transcript (model_transcript)")
     el.add_argument("--out", help="write the JSON report here")
     el.set_defaults(func=cmd_eval_lipsync)
 
