@@ -5,12 +5,14 @@ speech encoder) plus generation, on the torch threads given (default 2).
     python tools/transcript_bench.py [--threads 2] [--repeats 5]
 
 Prints the median wall time of generate(audio, transcript=text) after two warm-up runs, the same
-without the text, and the alignment's own time.
+without the text (interleaved), the alignment's own time, and the machine's load average (the
+aligner's child competes with torch's threads for the cores).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -41,14 +43,17 @@ def main():
         return time.perf_counter() - t, g
     for _ in range(2):
         timed(transcript=seg["text"])
-    with_text = [timed(transcript=seg["text"]) for _ in range(a.repeats)]
-    audio_only = [timed()[0] for _ in range(a.repeats)]
+    with_text, audio_only = [], []
+    for _ in range(a.repeats):  # interleaved, so a change in the machine's load hits both alike
+        with_text.append(timed(transcript=seg["text"]))
+        audio_only.append(timed()[0])
     info = with_text[-1][1].info["transcript"]
     print(json.dumps({"line_s": len(wav) / 16000, "torch_threads": a.threads, "used": info["used"],
                       "with_transcript_s": round(statistics.median(t for t, _ in with_text), 3),
                       "audio_only_s": round(statistics.median(audio_only), 3),
                       "alignment_s": round(statistics.median(g.timings.extra["alignment"] for _, g in with_text), 3),
-                      "encoder_s": round(statistics.median(g.timings.encoder for _, g in with_text), 3)}, indent=1))
+                      "encoder_s": round(statistics.median(g.timings.encoder for _, g in with_text), 3),
+                      "load_average_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}, indent=1))
 
 
 if __name__ == "__main__":
