@@ -9,10 +9,11 @@ Every zip holds blender_addon/ at its root and, inside it, the runtime rooms of 
 (base, model, inference, retarget: no corpus synthesis, training, evaluation or benchmarks)
 with the assets they use. numpy comes with Blender.
 
-An offline zip also carries the wheels the runtime needs (torch CPU, safetensors, soundfile and
-their dependencies) for ONE platform and ONE Python, listed in blender_manifest.toml so "Install
-from Disk" works without a network. Blender 4.2-5.0 embed Python 3.11 and 5.1+ Python 3.13, and
-compiled wheels are per Python, so each platform gets two zips, split by blender_version_min/max:
+An offline zip also carries the wheels the runtime needs (torch CPU, safetensors, soundfile,
+pocketsphinx and espeakng-loader for the transcript, and their dependencies) for ONE platform
+and ONE Python, listed in blender_manifest.toml so "Install from Disk" works without a network.
+Blender 4.2-5.0 embed Python 3.11 and 5.1+ Python 3.13, and compiled wheels are per Python, so
+each platform gets two zips, split by blender_version_min/max:
 one zip holding both Pythons' torch would be over 300 MB on Linux and Windows (torch alone is
 ~190-250 MB per Python). Wheels are cached under build/wheels/ so reruns don't download again.
 
@@ -38,8 +39,11 @@ CACHE = ROOT / "build" / "wheels"
 # and must never be shipped (it would shadow Blender's). scipy isn't needed (numpy resampler).
 TORCH = "2.13.0"
 # Blender never resolves dependencies: tests/addon_zip_check.py checks every wheel's requirements are here.
+# pocketsphinx (the transcript's aligner, ~29 MB with its en-us model; it requires sounddevice, which
+# it imports only for live microphones) and espeakng-loader (libespeak-ng and its data, ~10 MB)
 WHEELS = ["safetensors==0.8.0", "soundfile==0.14.0", "cffi", "pycparser", "filelock", "fsspec", "jinja2",
-          "markupsafe", "mpmath<1.4", "networkx", "sympy", "typing_extensions", "setuptools"]
+          "markupsafe", "mpmath<1.4", "networkx", "sympy", "typing_extensions", "setuptools",
+          "pocketsphinx==5.1.1", "sounddevice", "espeakng-loader==0.2.4"]
 # Blender platform -> pip platform tags (pip also accepts older manylinux/macOS tags below these)
 PIP_PLATFORMS = {
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],

@@ -44,17 +44,22 @@ def _error(op, e: Exception):
     return {"CANCELLED"}
 
 
+def _sound_strip(context):
+    """The sound strip Generate reads: the active one, else the first."""
+    from .model_core.base.errors import LaliaError
+    se = context.scene.sequence_editor
+    strips = [] if se is None else list(sequencer_strips(se, all_strips=True))
+    sounds = [st for st in strips if st.type == "SOUND"]
+    if not sounds:
+        raise LaliaError("The scene has no sound strip; pick an audio file instead")
+    return se.active_strip if se.active_strip in sounds else sounds[0]
+
+
 def _audio_path(context) -> str:
     s = context.scene.lalia
     from .model_core.base.errors import LaliaError
     if s.audio_source == "STRIP":
-        se = context.scene.sequence_editor
-        strips = [] if se is None else list(sequencer_strips(se, all_strips=True))
-        sounds = [st for st in strips if st.type == "SOUND"]
-        if not sounds:
-            raise LaliaError("The scene has no sound strip; pick an audio file instead")
-        active = se.active_strip if se.active_strip in sounds else sounds[0]
-        return bpy.path.abspath(active.sound.filepath)
+        return bpy.path.abspath(_sound_strip(context).sound.filepath)
     if not s.audio_path:
         raise LaliaError("Choose an audio file first")
     path = bpy.path.abspath(s.audio_path)
@@ -225,6 +230,9 @@ class LALIA_OT_generate(bpy.types.Operator):
         bone = (s.head_bone or guess_head_bone(arm)) if s.animate_head else ""
         audio = _audio_path(context)
         options = generation_options(s, _style(context))
+        if s.audio_source == "STRIP" and options.transcript is None:  # the strip's own text, if it has one
+            from .scene_lines import strip_transcript
+            options = options.replace(transcript=strip_transcript(_sound_strip(context), s.transcript_from_strip_name))
         if is_flame_rig(obj) and not find_arkit_shape_keys(obj):
             cached_retarget(obj, arm)  # fails early (on the main thread) if the rig can't be read
         return obj, arm, bone, audio, options
@@ -234,6 +242,8 @@ class LALIA_OT_generate(bpy.types.Operator):
         from .layers import correction_track
         s = context.scene.lalia
         engine.last_generation.update(info=result.info, timings=result.timings)
+        for warning in result.info.get("warnings", []):  # a transcript left out, and why
+            self.report({"WARNING"}, warning)
         emo = "+".join(f"{k}{v:.1f}" for k, v in (options.emotion or {}).items()) or \
             ("auto" if options.emotion_from_voice else "neutral")
         name = f"Lalia {Path(audio).stem} {emo} s{s.seed}"

@@ -55,6 +55,9 @@ class LALIA_PT_main(bpy.types.Panel):
         box.prop(s, "audio_source", expand=True)
         if s.audio_source == "FILE":
             box.prop(s, "audio_path", text="")
+        box.prop(s, "transcript_block", text="Dialogue text")
+        if s.transcript_block is None:
+            box.prop(s, "transcript_text", text="")
 
         box = col.box()
         box.label(text="Emotion", icon="FUND")

@@ -33,6 +33,13 @@ class LaliaSettings(bpy.types.PropertyGroup):
         ("FILE", "File", "An audio file (wav, flac, ogg, mp3)"),
         ("STRIP", "Sound strip", "The scene's active or first sound strip")], default="FILE")
     audio_path: StringProperty(name="Audio file", subtype="FILE_PATH")
+    transcript_text: StringProperty(name="Dialogue text", description="The line's words, when known: the mouth "
+                                    "says their aligned phones (left out, with a warning, if they don't fit the audio)")
+    transcript_block: PointerProperty(type=bpy.types.Text, name="Dialogue text block",
+                                      description="A text datablock holding the line's words (wins over the field)")
+    transcript_from_strip_name: BoolProperty(name="Strip names are the dialogue text", default=False,
+                                             description="A sound strip without a lalia_transcript property "
+                                                         "uses its name as its dialogue text")
     auto_emotion: BoolProperty(name="Auto from voice", default=False,
                                description="Infer the emotion from the voice when all sliders are 0")
     style_preset: EnumProperty(name="Style", items=_style_items())
@@ -123,6 +130,13 @@ def protection(settings) -> tuple[set[str], set[str]]:
     return set(settings.protect), names
 
 
+def dialogue_text(settings) -> str | None:
+    """The panel's dialogue text: the text datablock's, else the one-line field's; None when empty."""
+    text = settings.transcript_block.as_string() if settings.transcript_block is not None else \
+        settings.transcript_text
+    return text if text.strip() else None
+
+
 def generation_options(settings, style):
     """The panel's settings as the core's GenerationOptions (`style` resolved by the operator:
     a preset name, "auto", "average", a reference file or a Motion)."""
@@ -131,7 +145,8 @@ def generation_options(settings, style):
         emotion=emotion_dict(settings) or None, emotion_from_voice=settings.auto_emotion,
         emotion_reference=bpy.path.abspath(settings.emotion_reference) if settings.emotion_reference else None,
         style=style, steps=settings.steps or None, seed=settings.seed, head_motion=settings.head_motion,
-        expressiveness=settings.expressiveness, brow_activity=settings.brow_activity, blink_rate=settings.blink_rate)
+        expressiveness=settings.expressiveness, brow_activity=settings.brow_activity, blink_rate=settings.blink_rate,
+        transcript=dialogue_text(settings))
 
 
 def register():

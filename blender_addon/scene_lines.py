@@ -46,16 +46,25 @@ def _emotion(text: str) -> dict:
     return out
 
 
-def strip_options(base, strip):
-    """The panel's options with the strip's own overrides."""
-    changes = {}
+def strip_transcript(strip, from_name: bool) -> str | None:
+    """A sound strip's dialogue text: its `lalia_transcript` property, else (when the panel says
+    so) its name."""
+    if "lalia_transcript" in strip:
+        return str(strip["lalia_transcript"])
+    return strip.name if from_name else None
+
+
+def strip_options(base, strip, from_name: bool = False):
+    """The panel's options with the strip's own overrides; the panel's dialogue text is one
+    line's, so a strip has only its own."""
+    changes = {"transcript": strip_transcript(strip, from_name)}
     if "lalia_emotion" in strip:
         changes["emotion"] = _emotion(strip["lalia_emotion"]) or None
     if "lalia_style" in strip:
         changes["style"] = str(strip["lalia_style"])
     if "lalia_seed" in strip:
         changes["seed"] = int(strip["lalia_seed"])
-    return base.replace(**changes) if changes else base
+    return base.replace(**changes)
 
 
 class StripRun:
@@ -85,6 +94,7 @@ class StripRun:
         self.generator = engine.generator(_checkpoint_path(context))
         self.done: list[str] = []
         self.failed: list[str] = []
+        self.warned: list[str] = []  # a strip's transcript left out, and why
 
     @property
     def total(self) -> int:
@@ -119,7 +129,9 @@ class StripRun:
         obj = target_for(st, s.strip_targets, bpy.data.objects.get(self.fallback) if self.fallback else None)
         if obj is None:
             raise LaliaError(f"no face for channel {st.channel} (add a row to the strip table)")
-        result = self.generator.generate(bpy.path.abspath(st.sound.filepath), strip_options(self.base, st))
+        result = self.generator.generate(bpy.path.abspath(st.sound.filepath),
+                                         strip_options(self.base, st, s.transcript_from_strip_name))
+        self.warned += [f"{st.name}: {w}" for w in result.info.get("warnings", [])]
         arm = find_armature(obj)
         bone = (s.head_bone or guess_head_bone(arm)) if (arm is not None and s.animate_head) else ""
         made = apply_motion(scene, obj, motion_for_rig(result.motion, obj, arm), name=st.name, armature=arm,
@@ -225,7 +237,7 @@ class LALIA_OT_generate_strips(bpy.types.Operator):
                 context.workspace.status_text_set(None)
         s.running = False
         s.status = run.summary(cancelled)
-        for line in run.failed:
+        for line in run.failed + run.warned:
             self.report({"WARNING"}, line)
         self.report({"WARNING"} if cancelled else {"INFO"}, s.status)
         # FINISHED with lines done: they are one undo step. Nothing done: nothing to undo
@@ -269,6 +281,7 @@ def draw(layout, s):
         r.prop(row, "target", text="")
         r.operator("lalia.strip_target_remove", text="", icon="X").index = i
     box.operator("lalia.strip_target_add", icon="ADD")
+    box.prop(s, "transcript_from_strip_name")
     row = box.row()
     row.enabled = not s.running  # one run at a time
     row.operator("lalia.generate_strips", icon="PLAY")

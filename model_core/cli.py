@@ -94,7 +94,20 @@ def generation_options(a):
         head_motion=a.head_motion, expressiveness=a.expressiveness, brow_activity=a.brow_activity,
         blink_rate=a.blink_rate, match_reference=not a.no_reference_matching, hold_closures=not a.no_closure_hold,
         strength=_parse_pairs(a.strength, "--strength", "REGION=MULTIPLIER (e.g. mouth=0.8)", "the multiplier"),
-        keep=_load_keep(a.keep), frames=_parse_frames(a.frames), encoder_fit=getattr(a, "fit_encoder", False))
+        keep=_load_keep(a.keep), frames=_parse_frames(a.frames), encoder_fit=getattr(a, "fit_encoder", False),
+        transcript=_transcript(getattr(a, "transcript", None), getattr(a, "transcript_file", None)))
+
+
+def _transcript(text, path) -> str | None:
+    """--transcript TEXT or --transcript-file FILE (UTF-8) -> the dialogue text."""
+    if text is not None and path is not None:
+        raise LaliaError("give --transcript or --transcript-file, not both")
+    if path is None:
+        return text
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise LaliaError(f"--transcript-file {path}: can't read it as UTF-8 text ({e})")
 
 
 def _load_keep(path):
@@ -118,8 +131,14 @@ def cmd_generate(a):
     from .inference.generator import load_generator
     gen = load_generator(a.checkpoint, device=a.device)
     t0 = time.perf_counter()
-    motion = gen.generate(a.audio, generation_options(a), progress=_progress_bar("generate")).motion
+    result = gen.generate(a.audio, generation_options(a), progress=_progress_bar("generate"))
+    motion = result.motion
     elapsed = time.perf_counter() - t0
+    for warning in result.info.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    if result.info.get("transcript", {}).get("used"):
+        t = result.info["transcript"]
+        print(f"transcript used: {t['words']} words, {100 * t['coverage']:.0f}% of the speech, score {t['score']:.1f}")
     out = motion.save(a.out, a.format)
     print(f"{out}: {motion.num_frames} frames at {motion.fps:g} fps, {len(motion.channels)} channels "
           f"({motion.duration:.1f} s of motion in {elapsed:.2f} s, {motion.duration / elapsed:.1f}x real time)")
@@ -217,7 +236,8 @@ def cmd_eval_lipsync(a):
     report = {"checkpoint": str(a.checkpoint or "default"), "checkpoint_sha256": weights_sha256(a.checkpoint),
               "manifest": str(Path(a.manifest or MANIFEST_IN_REPO).name),
               **evaluate_lipsync(load_generator(a.checkpoint), set_dir, a.manifest, emotions=a.emotions,
-                                 progress=lambda msg: print(msg, file=sys.stderr, flush=True))}
+                                 progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                                 transcript=a.transcript)}
     if a.out:
         Path(a.out).write_text(json.dumps(report, indent=1))
     names = [k for k in report["all"]]
@@ -359,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fit-encoder", action="store_true",
                    help="encode audio under 30 s from only the frames it needs: much cheaper for short lines, "
                         "but the features differ a little from the trained ones (docs/batch.md)")
+    g.add_argument("--transcript", metavar="TEXT", help="the line's dialogue text: the mouth says its aligned phones "
+                   "(falls back to the audio alone, with a warning, when the text doesn't fit the audio)")
+    g.add_argument("--transcript-file", metavar="FILE", help="the dialogue text from a UTF-8 text file")
     g.add_argument("--checkpoint", default=None)
     g.add_argument("--device", default="cpu")
     g.set_defaults(func=cmd_generate)
@@ -386,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--checkpoint", default=None)
     el.add_argument("--emotions", action="store_true",
                     help="also the model at each non-neutral emotion at intensity 1")
+    el.add_argument("--transcript", action="store_true",
+                    help="also the model given each clip's transcript (model_transcript)")
     el.add_argument("--out", help="write the JSON report here")
     el.set_defaults(func=cmd_eval_lipsync)
 

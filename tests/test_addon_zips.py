@@ -82,6 +82,8 @@ GOOD_WHEELS = {  # Windows, Python 3.13 (Blender 5.1+)
     "soundfile-0.14.0-py2.py3-none-win_amd64.whl": (["cffi>=1.0", "numpy"], None),
     "cffi-2.1.1-cp313-cp313-win_amd64.whl": (['pycparser; implementation_name != "PyPy"'], None),
     "pycparser-3.12-py3-none-any.whl": ([], None),
+    "pocketsphinx-5.1.1-cp313-cp313-win_amd64.whl": (["sounddevice"], None),
+    "sounddevice-0.5.6-py3-none-win_amd64.whl": (["cffi", 'numpy; extra == "numpy"'], None),
 }
 
 

@@ -123,6 +123,7 @@ def test_the_package_declares_the_lalia_command_and_runtime_dependencies():
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
                 third_party |= {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"model_core"}
-    declared = {d.split(">")[0].split("=")[0].split("[")[0] for d in project["dependencies"]}
+    # distribution names compare as import names do: espeakng-loader is imported as espeakng_loader
+    declared = {d.split(">")[0].split("=")[0].split("[")[0].replace("-", "_") for d in project["dependencies"]}
     assert third_party <= declared, f"runtime imports not declared as dependencies: {third_party - declared}"
     assert {"train", "dev"} <= set(project["optional-dependencies"])

@@ -154,6 +154,8 @@ def _line(index: int, row: dict, root: Path, base: GenerationOptions, formats) -
                     raise LaliaError(f"style reference not found: {path}")
                 ln.style_file, style = path, str(path)
             changes["style"] = style
+        if ln.transcript is not None:
+            changes["transcript"] = ln.transcript
         if _text(row.get("seed")) is not None:
             changes["seed"] = _number(row["seed"], int, "seed")
         for name, kind in NUMBER_COLUMNS.items():

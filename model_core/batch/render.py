@@ -117,6 +117,7 @@ def render(task: dict) -> dict:
                             "total": round(time.perf_counter() - t0, 4),
                             "cpu": round(time.process_time() - cpu0, 4)},
                 "warnings": notes + collect.messages + [str(w.message) for w in caught],
+                "transcript_used": gen.info["transcript"]["used"] if "transcript" in gen.info else None,
                 "outputs": outputs, "worker": f"{os.uname().nodename}:{os.getpid()}"}
     except Exception as e:  # a line's unexpected failure is still that line's, reported with its type
         why = str(e) if isinstance(e, LaliaError) else f"{type(e).__name__}: {e}"

@@ -250,7 +250,8 @@ def still_done(prev: dict | None, ihash: str, formats, out: Path) -> dict | None
         o = outs.get(fmt)
         if not o or not (out / o["path"]).is_file() or file_sha256(out / o["path"]) != o["sha256"]:
             return None
-    return {k: prev[k] for k in ("duration_s", "frames", "timings", "outputs", "worker", "warnings") if k in prev}
+    return {k: prev[k] for k in ("duration_s", "frames", "timings", "outputs", "worker", "warnings", "transcript_used")
+            if k in prev}
 
 
 def _written(ln: Line, rec: dict, res: dict, out: Path, summary: Summary) -> dict:
@@ -268,7 +269,7 @@ def _written(ln: Line, rec: dict, res: dict, out: Path, summary: Summary) -> dic
         return {**rec, "status": "failed", "error": f"can't write the output: {e}"}
     summary.audio_seconds += res["duration_s"]
     return {**rec, "status": "ok", "duration_s": res["duration_s"], "frames": res["frames"], "outputs": outputs,
-            "warnings": rec["warnings"] + res.get("warnings", [])}
+            "transcript_used": res.get("transcript_used"), "warnings": rec["warnings"] + res.get("warnings", [])}
 
 
 # ---- executors: one process, local processes, Ray ----------------------------------------

@@ -1,7 +1,8 @@
-"""Phone timings of real speech with pocketsphinx (PyPI `pocketsphinx` 5.x and its en-us model).
+"""Phone timings of real speech with pocketsphinx, for measuring lip sync (build time).
 
-- `align_phones`: forced alignment of a known transcript (two passes, bestpath off; see shared
-  FACTS section 3). Used to *measure* lip sync on real speech, never fed to the model.
+- `align_phones`: forced alignment of a known transcript, with the runtime's aligner
+  (`inference/aligner.py`, which the optional transcript of a generation uses too) and the few
+  words of the real-speech transcripts its dictionary lacks. Used to *measure* lip sync.
 - `recognize_phones`: what a transcript-free lip-sync tool can do (the peer of the lip-sync
   benchmark, in the manner of Rhubarb Lip Sync): word recognition with pocketsphinx's default
   en-us language model, then the recognised words force-aligned into phones.
@@ -10,6 +11,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -19,54 +21,31 @@ from pathlib import Path
 
 import numpy as np
 
-# pocketsphinx's non-speech units all count as silence for the face
-_ARPA_EXTRA = {"SIL": "sil", "+NSN+": "sil", "+SPN+": "sil", "+BREATH+": "sil"}
+from ..inference.aligner import PhoneAligner, pcm16
+
 _FILLER_WORD = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\+.*\+)$")
 # words of the real-speech transcripts the en-us dictionary lacks (CMUdict-style pronunciations)
 EXTRA_WORDS = {"aligner": "AH L AY N ER", "poofy": "P UW F IY", "pooty": "P UW T IY", "puddy": "P AH D IY",
                "plat": "P L AE T", "overwatch": "OW V ER W AA CH"}
 
 
-def _aligner(**kwargs):
-    """A pocketsphinx decoder whose dictionary also holds `EXTRA_WORDS`."""
-    from pocketsphinx import Decoder
-    d = Decoder(samprate=16000, loglevel="FATAL", **kwargs)
-    for word, phones in EXTRA_WORDS.items():
-        d.add_word(word, phones, True)
-    return d
-
-
-def _pcm(audio16k: np.ndarray) -> bytes:
-    return (np.clip(audio16k, -1, 1) * 32767).astype(np.int16).tobytes()
+@functools.lru_cache(maxsize=1)
+def _aligner() -> PhoneAligner:
+    """The measuring aligner: the dictionary plus `EXTRA_WORDS`, and no guessed pronunciations
+    (a benchmark clip whose words it lacks is dropped, not aligned to a guess)."""
+    return PhoneAligner(EXTRA_WORDS, g2p=False)
 
 
 def align_phones(audio16k: np.ndarray, text: str) -> list[tuple]:
-    """Forced alignment with pocketsphinx (two passes, bestpath off): [(phone, start, end)] in
-    seconds, ARPAbet lower case, "sil" for pauses; [] when the words can't be aligned."""
-    pcm = _pcm(audio16k)
-    d = _aligner(bestpath=False)
-    d.set_align_text(text)
-    d.start_utt()
-    d.process_raw(pcm, full_utt=True)
-    d.end_utt()
-    if d.hyp() is None:
-        return []
-    d.set_alignment()
-    d.start_utt()
-    d.process_raw(pcm, full_utt=True)
-    d.end_utt()
-    out = []
-    for word in d.get_alignment():
-        for p in word:
-            sym = _ARPA_EXTRA.get(p.name, p.name.lower())
-            out.append((sym, p.start / 100.0, (p.start + p.duration) / 100.0))
-    return out
+    """Forced alignment: [(phone, start, end)] in seconds, ARPAbet lower case, "sil" for
+    pauses; [] when the words can't be aligned."""
+    result = _aligner().align(audio16k, text.split())
+    return [] if result.error or result.skipped else result.phones
 
 
 def out_of_vocabulary(words: list[str]) -> list[str]:
     """The words the aligner's dictionary lacks (alignment would refuse them)."""
-    d = _aligner()
-    return [w for w in words if d.lookup_word(w) is None]
+    return [w for w in words if not _aligner().known(w)]
 
 
 def recognize_words(audio16k: np.ndarray) -> str:
@@ -75,7 +54,7 @@ def recognize_words(audio16k: np.ndarray) -> str:
     from pocketsphinx import Decoder
     d = Decoder(samprate=16000, loglevel="FATAL")
     d.start_utt()
-    d.process_raw(_pcm(audio16k), full_utt=True)
+    d.process_raw(pcm16(audio16k), full_utt=True)
     d.end_utt()
     words = [re.sub(r"\(\d+\)$", "", s.word) for s in d.seg()]
     return " ".join(w for w in words if not _FILLER_WORD.match(w))

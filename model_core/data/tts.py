@@ -21,6 +21,7 @@ import numpy as np
 
 from ..base.audio import resample
 from ..base.errors import LaliaError
+from ..base.phones import ipa_to_phone
 from ..base.vocabulary import PHONES, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -48,27 +49,8 @@ class Utterance:
 
 PHONE_SET = PHONES
 
-# espeak-ng IPA phoneme names -> shared alphabet (longest prefix wins)
-_IPA = {
-    "ɑː": "aa", "ɑ": "aa", "ɒ": "ao", "æ": "ae", "a": "ae", "ʌ": "ah", "ɐ": "ah", "ɔː": "ao",
-    "ɔ": "ao", "aʊ": "aw", "aɪ": "ay", "ɛ": "eh", "e": "eh", "ɜː": "er", "ɚ": "er", "ɝ": "er",
-    "eɪ": "ey", "ɪ": "ih", "ᵻ": "ih", "iː": "iy", "i": "iy", "oʊ": "ow", "əʊ": "ow", "o": "ow",
-    "ɔɪ": "oy", "ʊ": "uh", "uː": "uw", "u": "uw", "ə": "ax", "ɾ": "t", "ʔ": "t",
-    "p": "p", "b": "b", "m": "m", "f": "f", "v": "v", "θ": "th", "ð": "dh", "t": "t", "d": "d",
-    "n": "n", "l": "l", "ɫ": "l", "s": "s", "z": "z", "ʃ": "sh", "ʒ": "zh", "tʃ": "ch",
-    "dʒ": "jh", "k": "k", "ɡ": "g", "g": "g", "ŋ": "ng", "h": "hh", "ɹ": "r", "r": "r",
-    "w": "w", "j": "y", "x": "k", "ç": "hh", "ʍ": "w", "ɬ": "l", "ɣ": "g", "ʁ": "r",
-}
 _FLITE = {"pau": "sil", "h#": "sil", "brth": "sil", "ax": "ax", "axr": "er", "hv": "hh",
           "dx": "t", "el": "l", "em": "m", "en": "n", "nx": "n"}
-
-
-def ipa_to_phone(ipa: str) -> str | None:
-    s = re.sub(r"[ˈˌ\u0303\u0329\u032f\u0361_:#;^-]", "", ipa)
-    for n in (3, 2, 1):
-        if s[:n] in _IPA:
-            return _IPA[s[:n]]
-    return None
 
 
 # ---- espeak-ng through its C library ---------------------------------------------------

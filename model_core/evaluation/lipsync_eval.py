@@ -12,7 +12,8 @@ and, to see where the model's mouth loses detail, the model's intermediate mouth
 - model_no_hold: without the closure layer (`generate(..., hold_closures=False)`);
 - model_words_prior: the content prior's neutral decoding (what the face does for the words
   alone before the denoiser; the closure layer holds the lips to it);
-- model_average_style: the average talking style instead of the voice-matched identity.
+- model_average_style: the average talking style instead of the voice-matched identity;
+- model_transcript (with --transcript): the model given the clip's transcript (docs/transcript.md).
 Metrics are pooled over all clips (every phone weighs the same), over the dev and held-out
 speakers apart, per source package, and per clip.
 """
@@ -110,7 +111,8 @@ def _round(d: dict) -> dict:
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def evaluate_lipsync(generator, set_dir, manifest=None, emotions: bool = False, progress=print) -> dict:
+def evaluate_lipsync(generator, set_dir, manifest=None, emotions: bool = False, progress=print,
+                     transcript: bool = False) -> dict:
     from ..data.real_speech import MANIFEST_IN_REPO, load_set
     set_dir = Path(set_dir)
     clips = load_set(set_dir, manifest or MANIFEST_IN_REPO)
@@ -126,6 +128,9 @@ def evaluate_lipsync(generator, set_dir, manifest=None, emotions: bool = False, 
         "model_words_prior": lambda c: words_prior(generator, c["audio16k"]),
         "model_average_style": lambda c: generator.generate(c["audio16k"], seed=0, style="average").motion,
     }
+    if transcript:
+        systems["model_transcript"] = lambda c: generator.generate(c["audio16k"], seed=0,
+                                                                   transcript=c["transcript"]).motion
     if emotions:
         for e in EMOTIONS[1:]:
             systems[f"model_{e}"] = (lambda e: lambda c: generator.generate(c["audio16k"], seed=0,

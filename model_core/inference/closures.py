@@ -10,6 +10,11 @@ feathered over a few frames; the emotion keeps every other channel and every oth
 A long closure is the mouth at rest, which the emotion is free to set (a surprised face
 keeps its dropped jaw in a pause).
 
+With a usable transcript the closures are the aligned /p b m/ instead (`transcript.py`): the
+words' mouth at those frames, closed where it isn't yet (`close_lips`), is what the generated
+mouth is blended into, so every bilabial the aligner found closes even where the speech
+features alone missed it.
+
 The inner lip gap is affine in the ARKit weights (`HeadAsset.lip_gap_model`), so "closed" is
 measured on the bundled head, the same way the evaluation measures it.
 """
@@ -24,6 +29,10 @@ from ..base.signals import true_runs
 CLOSED_MM = 2.0           # inner lip gap under which the lips count as closed
 MAX_CLOSURE_FRAMES = 10   # 0.4 s at 25 fps: a bilabial closure lasts 60-200 ms; longer is rest
 FEATHER_FRAMES = 2        # the blend fades in and out over this many frames each side
+CLOSED_TARGET_MM = 0.5    # the gap `close_lips` closes an aligned bilabial to
+# an aligned bilabial's blend fades over 1 frame: its span is already the phone's whole length,
+# and 2 frames closed the neighbouring vowels enough to cost 0.06 of openness r (docs/transcript.md)
+ALIGNED_FEATHER_FRAMES = 1
 # the channels that open and close the lips (jaw and lip shapes); the expression channels
 # (smile, frown, press, stretch, sneer, brows, eyes) are the emotion's and are never touched
 ARTICULATION = ("jawOpen", "jawForward", "mouthClose", "mouthFunnel", "mouthPucker",
@@ -51,24 +60,57 @@ def brief_closures(gap_mm: np.ndarray) -> list[tuple[int, int]]:
 
 def closure_weights(gap_mm: np.ndarray) -> np.ndarray:
     """T weights in 0..1: 1 on each brief closure, fading to 0 over FEATHER_FRAMES."""
-    T = len(gap_mm)
+    return span_weights(brief_closures(gap_mm), len(gap_mm))
+
+
+def span_weights(spans, T: int, feather: int = FEATHER_FRAMES) -> np.ndarray:
+    """T weights in 0..1: 1 on each (start, end) span of frames, fading to 0 over `feather` frames."""
     hold = np.zeros(T)
-    for s, e in brief_closures(gap_mm):
+    for s, e in spans:
         hold[s:e] = 1.0
-    F = FEATHER_FRAMES
+    F = feather
     taper = 1.0 - np.abs(np.arange(-F, F + 1)) / (F + 1)
     padded = np.pad(hold, F)
     return np.max([padded[i:i + T] * taper[i] for i in range(2 * F + 1)], axis=0)
 
 
-def keep_closures(values: np.ndarray, content: np.ndarray, channels) -> np.ndarray:
+# channels that part the lips (their gap coefficient is positive), beside the jaw
+_OPENERS = ("mouthFunnel", "mouthShrugUpper", "mouthUpperUpLeft", "mouthUpperUpRight", "mouthLowerDownLeft",
+            "mouthLowerDownRight", "jawForward")
+
+
+def close_lips(values: np.ndarray, channels, target_mm: float = CLOSED_TARGET_MM) -> np.ndarray:
+    """A copy of `values` (T x C, ARKit layout) whose lips are closed to `target_mm` on every
+    frame: first mouthClose rises (at most to jawOpen, as ARKit rigs expect: the lips closed
+    over an open jaw), then what still parts the lips (funnel, raised upper and lowered lower
+    lip, ...) shrinks just enough. Frames already closed are unchanged."""
+    out = values.copy()
+    dg = load_head().lip_gap_model()[1]
+    idx = {n: i for i, n in enumerate(ARKIT_NAMES)}
+    jaw, close = idx["jawOpen"], idx["mouthClose"]
+    excess = lip_gap(out, channels) - target_mm
+    raise_close = np.clip(np.minimum(excess / -dg[close], out[:, jaw] - out[:, close]), 0.0, None)
+    out[:, close] += raise_close
+    excess = lip_gap(out, channels) - target_mm
+    openers = [idx[n] for n in _OPENERS]
+    opening = out[:, openers] @ dg[openers]
+    shrink = np.where((excess > 0) & (opening > 1e-9), np.clip(1.0 - excess / np.maximum(opening, 1e-9), 0, 1), 1.0)
+    out[:, openers] *= shrink[:, None]
+    return out
+
+
+def keep_closures(values: np.ndarray, content: np.ndarray, channels, spans=None) -> np.ndarray:
     """Blend the articulation channels of `values` (T x C) into those of `content` (the words'
-    neutral mouth, same layout) on the brief closures `content` makes (in place; returns
-    `values`). A no-op for layouts without the ARKit mouth."""
+    neutral mouth, same layout) on the brief closures `content` makes, or, given `spans` (the
+    aligned bilabials' (start, end) frames), on those, with `content` closed there
+    (`close_lips`). In place; returns `values`. A no-op for layouts without the ARKit mouth."""
     gap = lip_gap(content, channels)
     if gap is None:
         return values
-    a = closure_weights(gap)[:, None]
+    if spans is None:
+        a, target = closure_weights(gap)[:, None], content
+    else:
+        a, target = span_weights(spans, len(gap), ALIGNED_FEATHER_FRAMES)[:, None], close_lips(content, channels)
     cols = [tuple(channels).index(n) for n in ARTICULATION if n in channels]
-    values[:, cols] = (1.0 - a) * values[:, cols] + a * content[:, cols]
+    values[:, cols] = (1.0 - a) * values[:, cols] + a * target[:, cols]
     return values

@@ -1,14 +1,17 @@
 """The generator: audio -> Motion, through the speech encoder and the diffusion sampler.
 
 `Generator.generate` reads top to bottom as the pipeline:
-1. speech features from the audio (`features.py`);
+1. speech features from the audio (`features.py`); with a transcript, its alignment to the
+   audio runs meanwhile in the aligner's child process (`transcript.py`);
 2. the conditions (`conditions.py`): emotion codes from the sliders, a curve, the voice or a
    reference; the style from a preset, a reference or the identity library matched to the voice,
    moved by the style sliders;
 3. the decoupled priors: the content prior's codes decoded by the AD-VAE with the emotion code,
    and neutral (ExpTalk);
 4. sampling in overlapping windows, each conditioned on the frames before it (`windows.py`);
-5. the post-sampling layers (`post.py`) and the per-region strengths (`strength.py`);
+   (with a usable transcript, models with a phone path read its per-frame phones there);
+5. the post-sampling layers (`post.py`: with a usable transcript the closure layer holds the
+   aligned /p b m/) and the per-region strengths (`strength.py`);
 6. for a regenerated range, the new frames spliced into the kept motion (`ranges.py`).
 One generator serves many generations, from any thread: everything a generation decides is
 returned in its `Generation`, nothing is kept on the generator.
@@ -26,14 +29,16 @@ import torch
 
 from ..base.errors import LaliaError
 from ..base.motion import ARKIT_NAMES, Motion, check_finite_values
+from ..base.phones import UNKNOWN_PHONE, phone_track
 from ..model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from ..model.diffusion import SAMPLERS, cosine_schedule, spaced_timesteps
 from .conditions import Conditions
-from .features import load_features
+from .features import encode, load_wav, n_frames_of
 from .options import Generation, GenerationOptions, Timings
 from .post import apply_post_layers
 from .ranges import check_range, splice
 from .strength import apply_strengths, check_strengths
+from .transcript import align_transcript_soon, bilabial_frames, check_transcript
 from .windows import Cancelled, WindowSampler  # noqa: F401  (Cancelled: part of the API)
 
 log = logging.getLogger(__name__)
@@ -68,8 +73,11 @@ class Generator:
         opts = (options or GenerationOptions()).replace(**changes) if changes else (options or GenerationOptions())
         info: dict = {}
         timings = Timings()
-        wav, feats, timings.audio, timings.encoder = load_features(audio, self.encoder, self.fps,
-                                                                     fit=opts.encoder_fit)
+        text = check_transcript(opts.transcript)
+        wav, timings.audio = load_wav(audio)
+        # the transcript's alignment runs in the aligner's child while the speech is encoded
+        pending = align_transcript_soon(wav, text, n_frames_of(wav, self.fps), self.fps) if text else None
+        feats, timings.encoder = encode(wav, self.encoder, self.fps, fit=opts.encoder_fit)
         T = len(feats)
         f = torch.from_numpy(feats).to(self.device)
         cond = self.conditions
@@ -83,10 +91,11 @@ class Generator:
         style_vec = cond.apply_style_sliders(style_vec, dict(
             head_motion=opts.head_motion, expressiveness=opts.expressiveness, brow_activity=opts.brow_activity))
         sampler = self.window_sampler(opts)
+        phones, closures = self.transcript_phones(pending, T, info, timings)
         t0 = time.perf_counter()  # "sampler" time includes the priors
         # the decoupled priors: with the emotion code, and neutral (the no-emotion guidance
         # branch's prior, and the words' own mouth that the closure layer holds the lips to)
-        c_hat = self.model.content_prior(f[None])
+        c_hat = self.model.content_prior(f[None], phones)
         priors = (self.model.vae.decode(c_hat, code[None])[0],
                   self.model.vae.decode(c_hat, self.model.neutral_code().expand(1, T, -1))[0])
         kept = None if span is None else opts.keep.select(self.channels).values
@@ -94,12 +103,33 @@ class Generator:
         out = sampler.sample(f, code, priors, style_vec, progress, cancel, known=known, span=span)
         timings.sampler = time.perf_counter() - t0
         values = apply_post_layers(self.to_values(out), self.to_values(priors[1]), self.channels, self.fps, wav,
-                                   opts, amounts, reference, info)
+                                   opts, amounts, reference, info, closures)
         apply_strengths(values, self.channels, opts.strength)
         if span is not None:
             values = splice(kept, values, *span)
         # the final guard: motion that is not finite never leaves the core
         return Generation(Motion(self.fps, self.channels, check_finite_values(values, self.channels)), info, timings)
+
+    def transcript_phones(self, pending, T: int, info: dict, timings: Timings):
+        """The transcript's alignment (`pending`, a future, or None) -> (the phone track for
+        the content prior (1 x T, models with a phone path) or None, the aligned bilabials'
+        frames for the closure layer or None). What was used goes into info["transcript"];
+        why a transcript was not, into info["warnings"] (and the log)."""
+        if pending is None:
+            return None, None
+        aligned = pending.result()
+        timings.extra["alignment"] = round(aligned.seconds, 4)
+        info["transcript"] = aligned.info()
+        if aligned.warning:
+            info.setdefault("warnings", []).append(aligned.warning)
+            log.warning(aligned.warning)
+        if not aligned.used:
+            return None, None
+        phones = None
+        if self.cfg.n_phones == UNKNOWN_PHONE:  # a phone path over this alphabet
+            phones = torch.from_numpy(phone_track(aligned.phones, T, self.fps))[None].to(self.device)
+        info["transcript"].update(phones_to_model=phones is not None, closures_from="transcript")
+        return phones, bilabial_frames(aligned.phones, T, self.fps)
 
     def window_sampler(self, opts: GenerationOptions) -> WindowSampler:
         """The sampler, its timesteps and guidance scales (the model's defaults unless `opts`

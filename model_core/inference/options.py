@@ -45,6 +45,11 @@ class GenerationOptions:
         bit, and the new frames are sampled from the kept frames before them and blended into
         the kept frames after them (`ranges.py`). The other options (a new seed, emotion or
         style) then apply to the range alone.
+    transcript: the line's dialogue text, when known. It is force-aligned to the audio
+        (`transcript.py`); a usable alignment gives the closure layer the aligned /p b m/ and,
+        for models with a phone path, the content prior the per-frame phones. Text that does
+        not fit the audio (another line, another language) is left out with a warning in
+        `Generation.info["warnings"]`; None, "" or whitespace: the audio alone.
     encoder_fit: encode audio shorter than 30 s from only the frames it needs, not a padded
         30 s window (`SpeechEncoder.encode(fit=True)`): short lines cost a fraction, but the
         features differ from those the model was trained on; off by default (docs/batch.md).
@@ -66,6 +71,7 @@ class GenerationOptions:
     strength: dict | None = None
     keep: Motion | None = None
     frames: tuple[int, int] | None = None
+    transcript: str | None = None
     encoder_fit: bool = False
 
     def replace(self, **changes) -> GenerationOptions:

@@ -28,12 +28,13 @@ from .options import GenerationOptions
 
 def apply_post_layers(values: np.ndarray, words_mouth: np.ndarray, channels: tuple[str, ...], fps: float,
                       wav: np.ndarray, options: GenerationOptions, amounts: dict, reference: Motion | None,
-                      info: dict) -> np.ndarray:
+                      info: dict, closures: list[tuple[int, int]] | None = None) -> np.ndarray:
     """The sampled values (T x C, changed in place) through the layers. `words_mouth` is the
     neutral prior's values: what the face does for the words alone, whose closures are held.
     `amounts` are the style's own (a preset's or the matched identities'); with a `reference`
-    (and options.match_reference) the head, mouth and brows get its amount of movement. The
-    gains chosen go into `info`."""
+    (and options.match_reference) the head, mouth and brows get its amount of movement.
+    `closures`: the aligned bilabials' (start, end) frames when a transcript is used, held
+    instead of the words' mouth's own closures. The gains chosen go into `info`."""
     seed = options.seed
     smooth_head(values, channels)
     head_gain = float(options.head_motion) * amounts.get("head_motion", 1.0)
@@ -55,7 +56,7 @@ def apply_post_layers(values: np.ndarray, words_mouth: np.ndarray, channels: tup
         return shift_sides(scale_articulation(v, channels, mouth_gain), channels, asymmetry)
     shape_mouth(values)
     if options.hold_closures:  # after any change to the mouth; the words' mouth moves as much as the rest
-        keep_closures(values, shape_mouth(words_mouth), channels)
+        keep_closures(values, shape_mouth(words_mouth), channels, closures)
     scale_brow_raises(scale_head(values, channels, head_gain), channels, brow_gain)
     add_brow_raises(values, channels, wav, fps, seed, brow_gain)
     return add_blinks(values, channels, wav, fps, seed, options.blink_rate)

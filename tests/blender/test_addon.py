@@ -311,3 +311,25 @@ def test_generate_on_flame_head_through_the_retarget(scene, addon, flame_pkl, sp
         bpy.context.scene.frame_set(f)
         for n, v in vals.items():
             assert abs(kb[n].value - v) < 2e-3, (n, f, kb[n].value, v)
+
+
+def test_dialogue_text_from_a_text_block_is_aligned_in_blender(scene, addon, tmp_path, sample_audio, sample_segments):
+    """The panel's Dialogue text (a text datablock) reaches the core, whose aligner child runs from
+    inside the installed extension; a text that doesn't fit the line is a warning, not a failure."""
+    import soundfile as sf
+    seg = sample_segments[3]
+    a = int(seg["start_s"] * 16000)
+    wav = tmp_path / "line.wav"
+    sf.write(wav, sample_audio[a:a + int(seg["duration_s"] * 16000)], 16000)
+    bpy.ops.lalia.add_demo_head()
+    s = scene.lalia
+    s.audio_source, s.audio_path = "FILE", str(wav)
+    block = bpy.data.texts.new("line 4")
+    block.write(seg["text"].capitalize() + ".\n")
+    s.transcript_block = block
+    assert bpy.ops.lalia.generate() == {"FINISHED"}
+    info = addon.engine.last_generation["info"]
+    assert info["transcript"]["used"] and info["transcript"]["closures_from"] == "transcript"
+    s.transcript_block, s.transcript_text = None, "Привет, мир"
+    assert bpy.ops.lalia.generate() == {"FINISHED"}
+    assert "no English words" in addon.engine.last_generation["info"]["warnings"][0]
