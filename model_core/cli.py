@@ -292,7 +292,7 @@ def cmd_disentangle(a):
 def cmd_articulate(a):
     from .training.articulation import ArticulationConfig, articulate
     cfg = ArticulationConfig(steps=a.iterations, batch=a.batch, lr=a.lr, p_phones=a.p_phones, w_phone=a.w_phone,
-                             threads=a.threads, max_minutes=a.max_minutes)
+                             phones_only=a.phones_only, threads=a.threads, max_minutes=a.max_minutes)
     print(articulate(a.checkpoint, a.corpus, a.out, cfg, half=a.half))
 
 
@@ -467,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--lr", type=float, default=5e-4)
     ar.add_argument("--p-phones", type=float, default=0.5, help="share of windows that see their phones")
     ar.add_argument("--w-phone", type=float, default=0.2, help="weight of the phone-readout loss")
+    ar.add_argument("--phones-only", action="store_true",
+                    help="train the phone embedding alone: generation without a transcript stays bit-identical")
     ar.add_argument("--half", action="store_true", help="write float16 weights, as shipped")
     ar.add_argument("--threads", type=int, default=0)
     ar.add_argument("--max-minutes", type=float, default=0.0)

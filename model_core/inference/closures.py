@@ -102,13 +102,18 @@ def close_lips(values: np.ndarray, channels, target_mm: float = CLOSED_TARGET_MM
 def keep_closures(values: np.ndarray, content: np.ndarray, channels, spans=None) -> np.ndarray:
     """Blend the articulation channels of `values` (T x C) into those of `content` (the words'
     neutral mouth, same layout) on the brief closures `content` makes, or, given `spans` (the
-    aligned bilabials' (start, end) frames), on those, with `content` closed there
+    aligned bilabials' (start, end) frames), on those; either way with `content` closed there
     (`close_lips`). In place; returns `values`. A no-op for layouts without the ARKit mouth."""
     gap = lip_gap(content, channels)
     if gap is None:
         return values
     if spans is None:
-        a, target = closure_weights(gap)[:, None], content
+        # the words' closures closed for real inside their runs (the prior's "closed" is < 2 mm;
+        # a bilabial seals), and left as they are on the feathered frames around them
+        runs = brief_closures(gap)
+        a, target = span_weights(runs, len(gap))[:, None], content.copy()
+        inside = span_weights(runs, len(gap), 0) > 0
+        target[inside] = close_lips(content[inside], channels)
     else:
         a, target = span_weights(spans, len(gap), ALIGNED_FEATHER_FRAMES)[:, None], close_lips(content, channels)
     cols = [tuple(channels).index(n) for n in ARTICULATION if n in channels]

@@ -14,6 +14,10 @@ emotions, styles and the sliders keep their meaning):
 - its usual losses (content code, rendered motion, lip gap on the bundled head);
 - batches drawn in turn from each corpus given (the synthetic one and natural voices).
 
+With `phones_only`, only the phone embedding trains: the audio path is frozen, so generation
+without a transcript stays bit-identical (the unknown phone's row is zero) while lines with one
+gain the phones.
+
 `python -m model_core articulate CHECKPOINT --corpus DIR [--corpus DIR ...] --out RUN/NAME.safetensors`
 """
 from __future__ import annotations
@@ -46,6 +50,7 @@ class ArticulationConfig:
     warmup: int = 50
     p_phones: float = 0.5   # windows that see their phones (the rest train the audio-only path)
     w_phone: float = 0.2    # the phone-readout loss (cross-entropy, nats)
+    phones_only: bool = False  # train the phone embedding alone (audio-only output unchanged)
     seed: int = 0
     threads: int = 0
     max_minutes: float = 0.0
@@ -99,7 +104,10 @@ def articulate(checkpoint, corpora: list, out, cfg: ArticulationConfig | None = 
     model.train()
     model.requires_grad_(False)
     model.vae.eval()  # frozen, and deterministic (no dropout) as the codes it gives are targets
-    trained = [p for p in model.content_prior.parameters()]
+    if cfg.phones_only and cfg.w_phone:
+        raise LaliaError("phones_only freezes the audio path the phone-readout loss trains: set w_phone to 0")
+    prior = model.content_prior
+    trained = [prior.phone_embedding.weight] if cfg.phones_only else list(prior.parameters())
     for p in trained:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=0.01)
@@ -115,13 +123,15 @@ def articulate(checkpoint, corpora: list, out, cfg: ArticulationConfig | None = 
         sees = (torch.rand(B) < cfg.p_phones).view(B, 1)
         phones = torch.where(sees, b["phones"], torch.full_like(b["phones"], UNKNOWN_PHONE))
         losses = {"prior": objective.prior_loss(b, mu_c, mu_e, phones)[0]}
-        losses["phone"], accuracy = phone_readout_loss(model, b)
-        total = losses["prior"] + cfg.w_phone * losses["phone"]
+        total = losses["prior"]
+        if cfg.w_phone:
+            losses["phone"], losses["phone_accuracy"] = phone_readout_loss(model, b)
+            total = total + cfg.w_phone * losses["phone"]
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
-        for k, v in {**losses, "phone_accuracy": accuracy}.items():
+        for k, v in losses.items():
             running[k] = running.get(k, 0.0) + float(v.detach())
         if (step + 1) % 50 == 0:
             avg = {k: round(v / 50, 5) for k, v in running.items()}
