@@ -140,8 +140,8 @@ ART_CORPUS ?= corpus/articulation
 articulate: setup
 	test -f $(ART_CORPUS)/manifest.json || $(PY) -m model_core corpus build --hours 2 --out $(ART_CORPUS) --seed 0
 	$(PY) -m model_core features $(ART_CORPUS)
-	$(MC) articulate $(DEFAULT_MODEL) --corpus $(ART_CORPUS) --phones-only --p-phones 1 --w-phone 0 --lr 3e-3 \
-	  --iterations 1500 --half --out runs/articulate/default.safetensors
+	$(MC) articulate $(DEFAULT_MODEL) --corpus $(ART_CORPUS) --phones-only --p-phones 1 --w-phone 0 --lr 2e-3 \
+	  --iterations 600 --half --out runs/articulate/default.safetensors
 	cp runs/articulate/default.safetensors $(DEFAULT_MODEL) && cp runs/articulate/default.json $(DEFAULT_MODEL:.safetensors=.json)
 	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
 	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
