@@ -158,7 +158,7 @@ bench: setup
 REALSPEECH ?= realspeech
 lipsync-bench: setup
 	test -f $(REALSPEECH)/manifest.json || $(MC) realspeech build --out $(REALSPEECH)
-	$(MC) eval-lipsync --set $(REALSPEECH) --emotions --out docs/lipsync_real.json
+	$(MC) eval-lipsync --set $(REALSPEECH) --emotions --transcript --out docs/lipsync_real.json
 
 clean:
 	rm -rf build dist out .pytest_cache
