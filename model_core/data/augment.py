@@ -64,9 +64,9 @@ def _mic_eq(x: np.ndarray, rng) -> np.ndarray:
     return x
 
 
-def _band_limit(x: np.ndarray, rng) -> np.ndarray:
-    """Telephone band (300-3400 Hz), a low-pass (3-7 kHz) or a high-pass (100-400 Hz)."""
-    kind = int(rng.integers(3))
+def _band_limit(x: np.ndarray, rng, kind: int | None = None) -> np.ndarray:
+    """Telephone band (300-3400 Hz), a low-pass (3-7 kHz) or a high-pass (100-400 Hz): kind 0, 1, 2."""
+    kind = int(rng.integers(3)) if kind is None else kind
     if kind == 0:
         sos = butter(4, [300, 3400], "bandpass", fs=SAMPLE_RATE, output="sos")
     elif kind == 1:
@@ -76,9 +76,9 @@ def _band_limit(x: np.ndarray, rng) -> np.ndarray:
     return sosfilt(sos, x)
 
 
-def _codec(x: np.ndarray, rng) -> np.ndarray:
-    """mu-law 8-bit, 8-bit linear, a round trip through 8 or 11.025 kHz, or clipping."""
-    kind = int(rng.integers(4))
+def _codec(x: np.ndarray, rng, kind: int | None = None) -> np.ndarray:
+    """mu-law 8-bit, 8-bit linear, a round trip through 8 or 11.025 kHz, or clipping: kind 0-3."""
+    kind = int(rng.integers(4)) if kind is None else kind
     peak = np.abs(x).max() + 1e-9
     y = np.clip(x / peak, -1, 1)
     if kind == 0:

@@ -11,7 +11,8 @@ boundaries wander.
 
 The engines' timings are measured as `synthesize` gives them, i.e. with the offsets of
 `tts_offsets.json` already taken out, so a run reports the residual; `raw` = residual + applied.
-`--write-offsets` stores each engine's raw median (rounded to the ms) as its new offset.
+`--write-offsets` stores each engine's raw median (rounded to the ms) as its new offset; a second run
+then reports what is left (the residual), which is how docs/voices.json was made.
 """
 from __future__ import annotations
 
@@ -111,8 +112,10 @@ def measure(engines=ENGINES, n_sentences: int = 20, progress=print) -> dict:
 def write_offsets(report: dict) -> dict:
     """Store each measured engine's raw median as its offset (seconds, ms resolution)."""
     cur = json.loads(OFFSETS_FILE.read_text())
+    cur.setdefault("measured_raw_median_ms", {})
     for engine, r in report["engines"].items():
         cur["offset_s"][engine] = round(r["raw_median_ms"]) / 1000
+        cur["measured_raw_median_ms"][engine] = r["raw_median_ms"]
     cur["note"] = ("How late each engine's phone timings sit against pocketsphinx forced alignment of its own "
                    "audio (median onset difference); synthesize() subtracts it. Written by "
                    "`python -m model_core voices check-timings --write-offsets` (docs/voices.md).")
