@@ -12,8 +12,8 @@ from model_core.base.errors import LaliaError
 from model_core.base.vocabulary import PHONES, SAMPLE_RATE
 from model_core.data import augment as aug
 from model_core.data.corpus import (
-    KOKORO_HELD_OUT,
     HOP,
+    KOKORO_HELD_OUT,
     corpus_speakers,
     make_kokoro_speakers,
     make_take,
@@ -26,7 +26,7 @@ from model_core.data.voice_cache import DEFAULT_CACHE, KOKORO_TIMED, KOKORO_VOIC
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "voices.json"
-needs_kokoro = pytest.mark.skipif(not ((DEFAULT_CACHE / KOKORO_TIMED).is_file() and (DEFAULT_CACHE / KOKORO_VOICES).is_file()),
+needs_kokoro = pytest.mark.skipif(not all((DEFAULT_CACHE / f).is_file() for f in (KOKORO_TIMED, KOKORO_VOICES)),
                                   reason="Kokoro voices not prepared in build/voices: run `make voices`")
 needs_piper = pytest.mark.skipif(not (DEFAULT_CACHE / PIPER_MODEL).is_file(),
                                  reason="Piper voice not prepared in build/voices: run `make voices`")
@@ -34,6 +34,7 @@ TEXT = "Bob paid for the big map, and we were pleased."
 
 
 def _check_phones(phones, duration):
+    from model_core.data.tts import VOWELS
     assert phones and all(p.symbol in PHONES for p in phones)
     assert any(p.symbol in ("p", "b", "m") for p in phones)
     # monotone, contiguous, covering the audio
@@ -41,12 +42,7 @@ def _check_phones(phones, duration):
     assert phones[-1].end == pytest.approx(duration, abs=2e-3)
     for a, b in zip(phones, phones[1:]):
         assert a.end > a.start and b.start == pytest.approx(a.end, abs=1e-6)
-    assert not any(p.stressed and p.symbol not in aug_vowels() for p in phones)
-
-
-def aug_vowels():
-    from model_core.data.tts import VOWELS
-    return VOWELS
+    assert not any(p.stressed and p.symbol not in VOWELS for p in phones)
 
 
 # ---- IPA spans -> phones (no voice files needed) ------------------------------------------------
@@ -193,7 +189,8 @@ def test_each_damage_does_what_it_says():
     assert spec(p)[f > 4000].mean() / spec(p)[f < 500].mean() < spec(w)[f > 4000].mean() / spec(w)[f < 500].mean()
     # band limits: the telephone band and the low-pass take out the top, the high-pass the bottom
     energy = lambda y, sel: np.sum(spec(y)[sel] ** 2) / np.sum(spec(x)[sel] ** 2)
-    assert energy(aug._band_limit(x, rng(0), 0), f > 5000) < 0.01 and energy(aug._band_limit(x, rng(0), 0), f < 150) < 0.1
+    phone_band = aug._band_limit(x, rng(0), 0)
+    assert energy(phone_band, f > 5000) < 0.01 and energy(phone_band, f < 150) < 0.1
     assert energy(aug._band_limit(x, rng(0), 1), f > 7500) < 0.01
     assert energy(aug._band_limit(x, rng(0), 2), f < 60) < 0.1
     # codec damage: every kind changes the samples, none the length

@@ -336,6 +336,8 @@ def build_corpus(out: Path, hours: float, seed: int = 0, workers: int | None = N
                 fam[engine_of[take.speaker]] = fam.get(engine_of[take.speaker], 0.0) + len(take.audio) / SAMPLE_RATE
                 if progress:
                     progress(sum(got.values()) / (hours * 3600))
+                if done():  # the batch's other takes would be thrown away: don't wait for them
+                    break
         pool.terminate()
     stats = {s: writers[s].close() for s in SPLITS}
     elapsed = time.time() - start
