@@ -21,7 +21,7 @@ from model_core.data.corpus import (
     stable_split,
 )
 from model_core.data.neural_tts import KOKORO_ENGLISH, spans_to_phones
-from model_core.data.tts import OFFSETS_FILE, Phone, engine_offset, shift_phones
+from model_core.data.tts import OFFSETS_FILE, VOWELS, Phone, engine_offset, shift_phones
 from model_core.data.voice_cache import DEFAULT_CACHE, KOKORO_TIMED, KOKORO_VOICES, PIPER_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,14 +34,13 @@ TEXT = "Bob paid for the big map, and we were pleased."
 
 
 def _check_phones(phones, duration):
-    from model_core.data.tts import VOWELS
     assert phones and all(p.symbol in PHONES for p in phones)
     assert any(p.symbol in ("p", "b", "m") for p in phones)
-    # monotone, contiguous, covering the audio
-    assert phones[0].start == pytest.approx(0.0, abs=1e-6)
+    # monotone, contiguous, covering the audio (fill_silence leaves gaps under 1 ms unfilled)
+    assert phones[0].start == pytest.approx(0.0, abs=1e-3)
     assert phones[-1].end == pytest.approx(duration, abs=2e-3)
     for a, b in zip(phones, phones[1:]):
-        assert a.end > a.start and b.start == pytest.approx(a.end, abs=1e-6)
+        assert a.end > a.start and b.start == pytest.approx(a.end, abs=1e-3)
     assert not any(p.stressed and p.symbol not in VOWELS for p in phones)
 
 
