@@ -198,3 +198,33 @@ def test_each_damage_does_what_it_says():
         assert y.shape == x.shape and not np.allclose(y, x, atol=1e-3)
     assert not np.allclose(aug._mic_eq(x, rng(2)), x)
     assert not np.allclose(aug._reverb(x, rng(2)), x)
+
+
+# ---- the voice cache ------------------------------------------------------------------------------
+
+def test_missing_cache_names_the_command_that_builds_it(tmp_path):
+    from model_core.data.voice_cache import require
+    with pytest.raises(LaliaError, match="make voices"):
+        require(tmp_path, KOKORO_TIMED, KOKORO_VOICES)
+
+
+def test_duration_surgery_refuses_a_graph_without_the_encoder_durations(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from model_core.data.voice_cache import add_duration_output
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "not_kokoro",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    src = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph), str(src))
+    with pytest.raises(LaliaError, match="Gather_output_0"):
+        add_duration_output(src, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@needs_kokoro
+def test_the_timed_kokoro_graph_reports_durations():
+    import onnx
+    model = onnx.load(str(DEFAULT_CACHE / KOKORO_TIMED), load_external_data=False)
+    assert [o.name for o in model.graph.output] == ["audio", "duration"]
