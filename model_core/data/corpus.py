@@ -290,6 +290,9 @@ def build_corpus(out: Path, hours: float, seed: int = 0, workers: int | None = N
     profile of `augment.py`."""
     from .augment import PROFILES
     mix = parse_voices(voices)
+    if mix and "piper" in mix:
+        log.warning("Piper's joe voice is fine-tuned from lessac, whose data is licensed for research only: "
+                    "keep this corpus out of weights you ship (docs/voices.md)")
     if augment not in PROFILES:
         raise LaliaError(f"unknown augmentation profile {augment!r}; choose one of {', '.join(PROFILES)}")
     out = Path(out)
