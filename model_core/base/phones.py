@@ -35,7 +35,7 @@ IPA_PHONES = {
 _IPA_MARKS = re.compile(r"[ˈˌ\u0303\u0329\u032f\u0361_:#;^-]")
 
 
-def _longest_ipa(s: str) -> tuple[str | None, int]:
+def ipa_prefix(s: str) -> tuple[str | None, int]:
     """The phone the longest table entry at the start of `s` names, and that entry's length."""
     for n in (3, 2, 1):
         if s[:n] in IPA_PHONES:
@@ -45,7 +45,7 @@ def _longest_ipa(s: str) -> tuple[str | None, int]:
 
 def ipa_to_phone(ipa: str) -> str | None:
     """One espeak-ng phoneme name -> its phone (None: not a phone of the alphabet)."""
-    return _longest_ipa(_IPA_MARKS.sub("", ipa))[0]
+    return ipa_prefix(_IPA_MARKS.sub("", ipa))[0]
 
 
 def ipa_to_phones(ipa: str) -> list[str]:
@@ -55,7 +55,7 @@ def ipa_to_phones(ipa: str) -> list[str]:
     for name in re.split(r"[_\s]+", ipa):
         s = _IPA_MARKS.sub("", name)
         while s:
-            phone, n = _longest_ipa(s)
+            phone, n = ipa_prefix(s)
             if phone is not None:
                 out.append(phone)
             s = s[max(n, 1):]

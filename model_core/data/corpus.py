@@ -6,7 +6,10 @@ Whisper window), with pauses, each sentence in an emotion that may change mid-se
 style parameters, per-frame emotion, phone timings, text.
 
 Splits hold out whole voices and whole sentences: a voice (synthesizer voice + variant) and a
-sentence each belong to exactly one of train/val/test, chosen by a stable hash.
+sentence each belong to exactly one of train/val/test, chosen by a stable hash. Voice families
+(`voices`): espeak-ng and flite (the default, as before), and the natural voices Kokoro-82M and Piper
+(`neural_tts.py`); three Kokoro voices (`KOKORO_HELD_OUT`) never enter any split: they make the
+held-out neural-TTS benchmark (`neural_benchmark.py`).
 
 Layout of a corpus folder:
     manifest.json                 seed, counts, speakers, channel layout, statistics
@@ -29,6 +32,7 @@ from ..base.motion import ARKIT_HEAD_LAYOUT
 from ..base.signals import frame_energy
 from ..base.vocabulary import EMOTIONS, FPS, STYLE_FIELDS
 from .animator import Style, animate, emotion_prosody
+from .augment import augment as augment_audio
 from .sentences import load_sentences
 from .tts import ESPEAK_LANGS, ESPEAK_VARIANTS, FLITE_VOICES, SAMPLE_RATE, Phone, synthesize
 
@@ -37,6 +41,10 @@ SPLITS = ("train", "val", "test")
 HOP = int(SAMPLE_RATE / FPS)  # 640 audio samples per motion frame
 MAX_TAKE_SECONDS = 28.0
 TAKES_PER_SHARD = 64
+FAMILIES = ("espeak", "flite", "kokoro", "piper")
+# whole Kokoro voices kept out of every split, for the neural-TTS benchmark (one US woman, one US man,
+# one British man, all of which the voice hash would otherwise put in train)
+KOKORO_HELD_OUT = ("af_nova", "am_onyx", "bm_fable")
 
 
 def stable_split(key: str, salt: str, val: float = 0.1, test: float = 0.1) -> str:
@@ -56,8 +64,17 @@ class Speaker:
 
     @property
     def split(self) -> str:
-        if self.voice["engine"] == "flite":  # three voices: hold one out for test
+        engine = self.voice["engine"]
+        if engine == "flite":  # three voices: hold one out for test
             return {"slt": "train", "awb": "train", "rms": "test"}[self.voice["name"]]
+        if engine == "piper":  # one voice: it cannot be held out of itself
+            return "train"
+        if engine == "kokoro":  # a blend belongs where its most held-out part does
+            parts = [n for n, _ in self.voice.get("blend") or [[self.voice["name"], 1.0]]]
+            if any(n in KOKORO_HELD_OUT for n in parts):
+                return "heldout"
+            order = ("train", "val", "test")
+            return max((stable_split(n, "voice") for n in parts), key=order.index)
         return stable_split(self.voice["name"], "voice")
 
     def as_dict(self) -> dict:
@@ -83,6 +100,69 @@ def make_speakers(seed: int, n: int = 400) -> list[Speaker]:
                      "pitch": int(rng.uniform(25, 75)), "range": int(rng.uniform(25, 80))}
         speakers.append(Speaker(i, voice, Style.sample(rng)))
     return speakers
+
+
+def make_kokoro_speakers(seed: int, n: int = 150, first_id: int = 1000) -> list[Speaker]:
+    """Kokoro speakers: one English voice or (a quarter of them) a blend of two training voices, at
+    a speed of 0.8-1.25, each with a speaking style. The held-out voices are never drawn."""
+    from .neural_tts import KOKORO_ENGLISH
+    rng = np.random.default_rng([seed, 5])
+    pool = [v for v in KOKORO_ENGLISH if v not in KOKORO_HELD_OUT]
+    train = [v for v in pool if stable_split(v, "voice") == "train"]
+    speakers = []
+    for i in range(n):
+        voice = {"engine": "kokoro", "speed": round(float(rng.uniform(0.8, 1.25)), 3)}
+        if rng.random() < 0.25:
+            a, b = (train[int(j)] for j in rng.choice(len(train), 2, replace=False))
+            w = round(float(rng.uniform(0.3, 0.7)), 2)
+            voice.update(name=f"{a}+{b}", blend=[[a, w], [b, round(1 - w, 2)]])
+        else:
+            voice["name"] = pool[int(rng.integers(len(pool)))]
+        speakers.append(Speaker(first_id + i, voice, Style.sample(rng)))
+    return speakers
+
+
+def make_piper_speakers(seed: int, n: int = 40, first_id: int = 2000) -> list[Speaker]:
+    """Piper speakers: the one voice at several tempos and amounts of prosody noise."""
+    rng = np.random.default_rng([seed, 6])
+    return [Speaker(first_id + i, {"engine": "piper", "name": "joe",
+                                   "length_scale": round(float(rng.uniform(0.85, 1.2)), 3),
+                                   "noise_scale": round(float(rng.uniform(0.5, 0.8)), 3),
+                                   "noise_w": round(float(rng.uniform(0.6, 1.0)), 3)}, Style.sample(rng))
+            for i in range(n)]
+
+
+def parse_voices(spec: str | None) -> dict[str, float] | None:
+    """"espeak,flite,kokoro" or "kokoro=0.7,piper=0.3" -> {family: share of takes}; None = the default
+    (espeak-ng and flite speakers drawn as before)."""
+    if not spec:
+        return None
+    mix = {}
+    for part in spec.split(","):
+        name, _, w = part.strip().partition("=")
+        if name not in FAMILIES:
+            raise LaliaError(f"unknown voice family {name!r}; choose from {', '.join(FAMILIES)}")
+        try:
+            mix[name] = float(w) if w else 1.0
+        except ValueError:
+            raise LaliaError(f"voice family weight {w!r} is not a number") from None
+        if mix[name] <= 0:
+            raise LaliaError(f"voice family {name} needs a positive weight")
+    total = sum(mix.values())
+    return {k: v / total for k, v in mix.items()}
+
+
+def corpus_speakers(seed: int, mix: dict[str, float] | None) -> list[Speaker]:
+    """Every speaker of a build: the espeak-ng/flite pool (ids 0-399), Kokoro (1000+), Piper (2000+)."""
+    classic = make_speakers(seed)
+    if mix is None:
+        return classic
+    out = [s for s in classic if s.voice["engine"] in mix]
+    if "kokoro" in mix:
+        out += make_kokoro_speakers(seed)
+    if "piper" in mix:
+        out += make_piper_speakers(seed)
+    return out
 
 
 @dataclass
@@ -111,8 +191,9 @@ def _emotion_plan(rng) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def make_take(speaker: Speaker, sentences: list[str], rng: np.random.Generator,
-              augment: bool = True) -> Take | None:
-    """Synthesize and animate one take; unspeakable sentences are skipped with a log line."""
+              augment: str = "basic") -> Take | None:
+    """Synthesize and animate one take; unspeakable sentences are skipped with a log line.
+    `augment`: the damage profile of `augment.py` ("none", "basic", "full")."""
     pieces, phones, texts, emo_segments = [], [], [], []
     t0 = 0.0
     target = rng.uniform(10.0, MAX_TAKE_SECONDS - 1)
@@ -149,8 +230,7 @@ def make_take(speaker: Speaker, sentences: list[str], rng: np.random.Generator,
     audio = np.pad(audio, (0, max(0, T * HOP - len(audio))))[: T * HOP]
     emotion = _emotion_track(emo_segments, T)
     motion = animate(phones, T, emotion, speaker.style, rng, frame_energy(audio, T))
-    if augment:
-        audio = _augment(audio, rng)
+    audio = augment_audio(audio, rng, augment)
     assert len(audio) == motion.num_frames * HOP
     return Take(audio.astype(np.float32), motion.values, emotion,
                 [(p.symbol, round(float(p.start), 4), round(float(p.end), 4), bool(p.stressed)) for p in phones],
@@ -175,54 +255,59 @@ def _emotion_track(segments, T) -> np.ndarray:
     return np.stack([np.convolve(pad[:, c], kernel, "same")[k:-k] for c in range(8)], 1)
 
 
-def _augment(audio: np.ndarray, rng) -> np.ndarray:
-    """Optional room reverb and background noise, so the model hears imperfect audio."""
-    out = audio
-    if rng.random() < 0.25:
-        rt = rng.uniform(0.15, 0.5)
-        n = int(rt * SAMPLE_RATE)
-        ir = rng.normal(0, 1, n) * np.exp(-6.9 * np.arange(n) / n)
-        ir[0] = 1.0 / rng.uniform(0.05, 0.3)
-        wet = np.convolve(out, ir)[: len(out)]
-        out = wet / (np.abs(wet).max() + 1e-9) * np.abs(audio).max()
-    if rng.random() < 0.3:
-        snr = rng.uniform(15, 40)
-        p = np.mean(out ** 2) + 1e-12
-        out = out + rng.normal(0, np.sqrt(p / 10 ** (snr / 10)), len(out))
-    return out.astype(np.float32)
-
-
 # ---- building ---------------------------------------------------------------------------
 _job_input: dict = {}  # each worker's speakers and sentences by split, set once as it starts
 
 
-def _set_job_input(by_split: dict, sent_split: dict) -> None:
-    _job_input.update(speakers=by_split, sentences=sent_split)
+def _set_job_input(by_split: dict, sent_split: dict, mix: dict | None, augment: str) -> None:
+    _job_input.update(speakers=by_split, sentences=sent_split, mix=mix, augment=augment)
+
+
+def _pick_speaker(speakers: list[Speaker], mix: dict | None, rng) -> Speaker:
+    """Uniform over the split's speakers (the default), or a family by its share first."""
+    if mix is None:
+        return speakers[int(rng.integers(len(speakers)))]
+    present = [f for f in mix if any(s.voice["engine"] == f for s in speakers)]
+    w = np.array([mix[f] for f in present])
+    family = present[int(rng.choice(len(present), p=w / w.sum()))]
+    mine = [s for s in speakers if s.voice["engine"] == family]
+    return mine[int(rng.integers(len(mine)))]
 
 
 def _take_job(args):
     index, seed, split = args
     speakers, sentences = _job_input["speakers"][split], _job_input["sentences"][split]
     rng = np.random.default_rng([seed, 2, index])
-    spk = speakers[int(rng.integers(len(speakers)))]
+    spk = _pick_speaker(speakers, _job_input["mix"], rng)
     picks = [sentences[int(i)] for i in rng.choice(len(sentences), size=12, replace=False)]
-    return split, make_take(spk, picks, rng)
+    return split, make_take(spk, picks, rng, _job_input["augment"])
 
 
 def build_corpus(out: Path, hours: float, seed: int = 0, workers: int | None = None,
-                 progress=None) -> dict:
-    """Build `hours` of corpus into `out`. Deterministic in (seed, hours)."""
+                 progress=None, voices: str | None = None, augment: str = "basic") -> dict:
+    """Build `hours` of corpus into `out`. Deterministic in (seed, hours, voices, augment).
+    voices: the voice families and their shares of takes (`parse_voices`); augment: the damage
+    profile of `augment.py`."""
+    from .augment import PROFILES
+    mix = parse_voices(voices)
+    if mix and "piper" in mix:
+        log.warning("Piper's joe voice is fine-tuned from lessac, whose data is licensed for research only: "
+                    "keep this corpus out of weights you ship (docs/voices.md)")
+    if augment not in PROFILES:
+        raise LaliaError(f"unknown augmentation profile {augment!r}; choose one of {', '.join(PROFILES)}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise LaliaError(f"{out} is not empty; choose a new folder (nothing is overwritten)")
     out.mkdir(parents=True, exist_ok=True)
-    speakers = make_speakers(seed)
+    speakers = corpus_speakers(seed, mix)
     sentences = load_sentences()
     by_split = {s: [sp for sp in speakers if sp.split == s] for s in SPLITS}
     sent_split = {s: [x for x in sentences if stable_split(x, "sentence", 0.05, 0.05) == s] for s in SPLITS}
     share = {"train": 0.8, "val": 0.1, "test": 0.1}
     goal = {s: hours * 3600 * share[s] for s in SPLITS}
     got = {s: 0.0 for s in SPLITS}
+    engine_of = {sp.id: sp.voice["engine"] for sp in speakers}
+    family_s: dict = {s: {} for s in SPLITS}  # seconds per voice family and split
     writers = {s: _ShardWriter(out / s) for s in SPLITS}
     start = time.time()
     workers = workers or mp.cpu_count()
@@ -239,7 +324,7 @@ def build_corpus(out: Path, hours: float, seed: int = 0, workers: int | None = N
     # in bounded batches of small tuples: an unbounded job stream with large arguments filled
     # the pipe to the workers and could deadlock the pool's shutdown.
     batch = 4 * workers
-    with ctx.Pool(workers, initializer=_set_job_input, initargs=(by_split, sent_split),
+    with ctx.Pool(workers, initializer=_set_job_input, initargs=(by_split, sent_split, mix, augment),
                   maxtasksperchild=1) as pool:
         first = 1
         while not done():
@@ -250,8 +335,12 @@ def build_corpus(out: Path, hours: float, seed: int = 0, workers: int | None = N
                     continue
                 writers[split].add(take)
                 got[split] += len(take.audio) / SAMPLE_RATE
+                fam = family_s[split]
+                fam[engine_of[take.speaker]] = fam.get(engine_of[take.speaker], 0.0) + len(take.audio) / SAMPLE_RATE
                 if progress:
                     progress(sum(got.values()) / (hours * 3600))
+                if done():  # the batch's other takes would be thrown away: don't wait for them
+                    break
         pool.terminate()
     stats = {s: writers[s].close() for s in SPLITS}
     elapsed = time.time() - start
@@ -260,6 +349,9 @@ def build_corpus(out: Path, hours: float, seed: int = 0, workers: int | None = N
         "fps": FPS, "sample_rate": SAMPLE_RATE, "channels": list(ARKIT_HEAD_LAYOUT),
         "emotions": list(EMOTIONS), "style_fields": list(STYLE_FIELDS),
         "speakers": [s.as_dict() for s in speakers], "splits": stats,
+        "voices": mix or {"espeak": None, "flite": None}, "augment": augment,
+        "held_out_voices": [f"kokoro:{v}" for v in KOKORO_HELD_OUT] if mix and "kokoro" in mix else [],
+        "family_hours": {s: {f: round(v / 3600, 3) for f, v in sorted(fam.items())} for s, fam in family_s.items()},
         "build_seconds": round(elapsed, 1), "workers": workers,
         "text_source": "Debian package fortunes (/usr/share/games/fortunes)",
     }

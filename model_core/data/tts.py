@@ -1,13 +1,17 @@
-"""Speech synthesis with exact phone timings: espeak-ng (through its C library) and flite.
+"""Speech synthesis with phone timings: espeak-ng (through its C library) and flite, and the neural
+voices of `neural_tts.py` (Kokoro-82M, Piper).
 
-Both return a `Utterance`: 16 kHz float32 audio and a list of `Phone(symbol, start, end,
+All return a `Utterance`: 16 kHz float32 audio and a list of `Phone(symbol, start, end,
 stressed)` in seconds, with symbols in one shared ARPAbet-style alphabet (see `PHONE_SET`),
-so the animator never knows which synthesizer spoke.
+so the animator never knows which synthesizer spoke. Each engine's constant timing offset against
+a pocketsphinx alignment of its own audio (`timing_check.py`, `tts_offsets.json`) is taken out.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import json
 import logging
 import re
 import shutil
@@ -51,6 +55,27 @@ PHONE_SET = PHONES
 
 _FLITE = {"pau": "sil", "h#": "sil", "brth": "sil", "ax": "ax", "axr": "er", "hv": "hh",
           "dx": "t", "el": "l", "em": "m", "en": "n", "nx": "n"}
+
+
+OFFSETS_FILE = Path(__file__).with_name("tts_offsets.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _offsets() -> dict:
+    return json.loads(OFFSETS_FILE.read_text())["offset_s"]
+
+
+def engine_offset(engine: str) -> float:
+    """How late (s) the engine's phone timings sit against a pocketsphinx alignment of its own audio;
+    measured by `timing_check.py` (docs/voices.md), subtracted from every phone it gives."""
+    return float(_offsets().get(engine, 0.0))
+
+
+def shift_phones(phones: list[Phone], delta: float, duration: float) -> list[Phone]:
+    """Move every spoken phone by `delta` seconds inside [0, duration], silences re-filled."""
+    moved = [Phone(p.symbol, min(max(p.start + delta, 0.0), duration), min(max(p.end + delta, 0.0), duration),
+                   p.stressed) for p in phones if p.symbol != "sil"]
+    return fill_silence([p for p in moved if p.end > p.start], duration)
 
 
 # ---- espeak-ng through its C library ---------------------------------------------------
@@ -138,10 +163,11 @@ class Espeak:
             if sym is None or end <= t:
                 continue
             phones.append(Phone(sym, t, min(end, dur)))
-        return Utterance(resample(audio, self.rate, SAMPLE_RATE), _fill_silence(phones, dur), text)
+        return Utterance(resample(audio, self.rate, SAMPLE_RATE),
+                         shift_phones(phones, -engine_offset("espeak"), dur), text)
 
 
-def _fill_silence(phones: list[Phone], duration: float) -> list[Phone]:
+def fill_silence(phones: list[Phone], duration: float) -> list[Phone]:
     """Make the phone list cover [0, duration] with explicit 'sil' gaps."""
     out, t = [], 0.0
     for p in phones:
@@ -189,11 +215,11 @@ def flite_speak(text: str, voice: str, stretch: float = 1.0, f0_mean: float | No
             phones.append(Phone(sym, t, end))
         t = max(t, end)
     dur = len(audio) / SAMPLE_RATE
-    return Utterance(audio, _fill_silence([p for p in phones if p.start < dur], dur), text)
+    return Utterance(audio, shift_phones([p for p in phones if p.start < dur], -engine_offset("flite"), dur), text)
 
 
 def mark_stress(phones: list[Phone]) -> list[Phone]:
-    """Neither engine reports lexical stress with its timings; stressed vowels are longer, so
+    """espeak-ng and flite report no lexical stress with their timings; stressed vowels are longer, so
     call a vowel stressed when it is in the longest 40% of this utterance's vowels."""
     vowels = [p for p in phones if p.symbol in VOWELS]
     if not vowels:
@@ -220,6 +246,8 @@ def synthesize(text: str, voice: dict, emotion_prosody: dict | None = None) -> U
 
     voice: {"engine": "espeak", "name": "en-us+m3", "rate": 170, "pitch": 50, "range": 50}
         or {"engine": "flite", "name": "slt", "stretch": 1.0, "f0": 110, "f0_std": 15}
+        or a Kokoro or Piper voice (see `neural_tts.kokoro_speak` / `piper_speak`: they follow the
+        emotion's rate only, and mark stress from their own phonemes)
     """
     if not text or not re.search(r"[A-Za-z]", text):
         raise LaliaError(f"nothing to speak in {text!r}")
@@ -232,8 +260,13 @@ def synthesize(text: str, voice: dict, emotion_prosody: dict | None = None) -> U
     elif engine == "flite":
         utt = flite_speak(text, voice["name"], stretch=voice["stretch"] / ep["rate"],
                           f0_mean=voice["f0"] * ep["pitch"], f0_std=voice["f0_std"] * ep["range"])
+    elif engine in ("kokoro", "piper"):
+        from . import neural_tts
+        speak = neural_tts.kokoro_speak if engine == "kokoro" else neural_tts.piper_speak
+        utt = speak(text, voice, rate=ep["rate"])
     else:
         raise LaliaError(f"unknown speech engine {engine!r}")
-    utt.phones = mark_stress(utt.phones)
+    if engine in ("espeak", "flite"):
+        utt.phones = mark_stress(utt.phones)
     utt.voice = dict(voice)
     return utt
