@@ -16,9 +16,10 @@ def test_phone_track_follows_the_timings():
 
 
 def test_a_grown_phone_path_changes_nothing_until_trained():
-    from model_core.model.checkpoint import load_checkpoint
+    from model_core.model.networks import LaliaModel, ModelConfig
     from model_core.training.articulation import with_phone_path
-    model, _, _ = load_checkpoint()
+    torch.manual_seed(0)
+    model = LaliaModel(ModelConfig(d_model=32, layers=1, heads=2, ffn=64, style_dim=16, vae_hidden=16)).eval()
     grown = with_phone_path(model)
     assert grown.cfg.n_phones == len(PHONES) and model.cfg.n_phones == 0
     audio = torch.randn(1, 40, model.cfg.audio_dim)
@@ -75,3 +76,19 @@ def test_articulate_refuses_a_corpus_without_phones(tmp_path, tiny_corpus, train
     with pytest.raises(LaliaError, match="no phone timings"):
         articulate(teacher, [bare], tmp_path / "a.safetensors")
     assert not (tmp_path / "a.safetensors").exists()
+
+
+def test_the_shipped_model_reads_phones_and_audio_alone_is_its_audio_path():
+    """`make articulate` gave the shipped model a phone path; its unknown row is zero, so a line
+    without a transcript runs the audio path alone, and phones change the words' code."""
+    from model_core.model.checkpoint import load_checkpoint
+    model, manifest, _ = load_checkpoint()
+    assert model.cfg.n_phones == len(PHONES) and manifest["articulation"]["config"]["phones_only"]
+    emb = model.content_prior.phone_embedding.weight
+    assert emb[UNKNOWN_PHONE].abs().max() == 0 and emb[:UNKNOWN_PHONE].abs().max() > 0
+    audio = torch.randn(1, 50, model.cfg.audio_dim)
+    phones = torch.from_numpy(phone_track([("m", 0.0, 0.4), ("aa", 0.4, 1.2), ("p", 1.2, 1.5)], 50))[None]
+    with torch.no_grad():
+        alone = model.content_prior(audio)
+        torch.testing.assert_close(model.content_prior(audio, torch.full_like(phones, UNKNOWN_PHONE)), alone)
+        assert (model.content_prior(audio, phones) - alone).abs().max() > 0.1
