@@ -95,7 +95,7 @@ voices-check: voices
 
 corpus-natural: voices
 	nice -n 5 $(PY) -m model_core corpus build --hours 0.5 --voices kokoro --augment full --workers 1 \
-	  --out $(NATURAL) --seed 0
+	  --out $(NATURAL) --seed 1
 	$(PY) -m model_core features $(NATURAL)
 
 voices-benchmark: voices
@@ -160,7 +160,11 @@ articulate: setup
 	$(PY) -m model_core features $(ART_CORPUS)
 	$(MC) articulate $(DEFAULT_MODEL) --corpus $(ART_CORPUS) --phones-only --p-phones 1 --w-phone 0 --lr 2e-3 \
 	  --iterations 600 --half --out runs/articulate/default.safetensors
-	cp runs/articulate/default.safetensors $(DEFAULT_MODEL) && cp runs/articulate/default.json $(DEFAULT_MODEL:.safetensors=.json)
+	# then the whole content prior, on the synthetic corpus and natural (Kokoro) voices in turn
+	test -f $(NATURAL)/manifest.json || $(MAKE) corpus-natural
+	$(MC) articulate runs/articulate/default.safetensors --corpus $(ART_CORPUS) --corpus $(NATURAL) --p-phones 0.5 \
+	  --w-phone 0.1 --lr 3e-4 --iterations 600 --half --out runs/articulate/natural.safetensors
+	cp runs/articulate/natural.safetensors $(DEFAULT_MODEL) && cp runs/articulate/natural.json $(DEFAULT_MODEL:.safetensors=.json)
 	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
 	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
 	$(MC) flame-check --out docs/flame_check.json

@@ -55,7 +55,8 @@ def test_articulate_trains_the_content_prior_only(tmp_path, tiny_corpus, train_c
     own = before.state_dict()
     changed = {k for k, v in after.state_dict().items() if k not in own or not torch.equal(v, own[k])}
     assert changed and all(k.startswith("content_prior.") for k in changed)
-    assert manifest["articulation"]["config"]["steps"] == 4 and manifest["articulation"]["corpora"] == ["c", "c"]
+    rec = manifest["articulation"][-1]
+    assert len(manifest["articulation"]) == 1 and rec["config"]["steps"] == 4 and rec["corpora"] == ["c", "c"]
 
 
 def test_articulate_refuses_a_corpus_without_phones(tmp_path, tiny_corpus, train_config):
@@ -79,11 +80,15 @@ def test_articulate_refuses_a_corpus_without_phones(tmp_path, tiny_corpus, train
 
 
 def test_the_shipped_model_reads_phones_and_audio_alone_is_its_audio_path():
-    """`make articulate` gave the shipped model a phone path; its unknown row is zero, so a line
-    without a transcript runs the audio path alone, and phones change the words' code."""
+    """`make articulate` gave the shipped model a phone path (first alone, then with the audio path
+    on synthetic and natural voices); its unknown row is zero, so a line without a transcript runs
+    the audio path alone, and phones change the words' code."""
     from model_core.model.checkpoint import load_checkpoint
     model, manifest, _ = load_checkpoint()
-    assert model.cfg.n_phones == len(PHONES) and manifest["articulation"]["config"]["phones_only"]
+    rounds = manifest["articulation"]
+    assert model.cfg.n_phones == len(PHONES)
+    assert [r["config"]["phones_only"] for r in rounds] == [True, False]
+    assert rounds[1]["corpora"] == ["articulation", "natural"] and rounds[1]["history"][-1]["step"] == 600
     emb = model.content_prior.phone_embedding.weight
     assert emb[UNKNOWN_PHONE].abs().max() == 0 and emb[:UNKNOWN_PHONE].abs().max() > 0
     audio = torch.randn(1, 50, model.cfg.audio_dim)

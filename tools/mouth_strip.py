@@ -105,7 +105,7 @@ def main():
                                       fill=(255, 255, 255))
             sheet.paste(cell, (label_w + j * CELL[0], head_h + i * CELL[1]))
     tmp.unlink(missing_ok=True)
-    sheet.save(a.out, optimize=True)
+    sheet.quantize(colors=64).save(a.out, optimize=True)
     print(f"{a.out}: {clip['id']} ({clip['speaker']}), frames {frames}")
 
 

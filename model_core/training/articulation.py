@@ -143,6 +143,8 @@ def articulate(checkpoint, corpora: list, out, cfg: ArticulationConfig | None = 
     model.eval()
     record = {"from": Path(checkpoint).name, "corpora": [str(Path(c).name) for c in corpora],
               "config": asdict(cfg), "history": history, "minutes": round((time.time() - start) / 60, 2)}
-    path = save_checkpoint(out, model, {**manifest, "articulation": record}, extra=extra, half=half)
+    earlier = manifest.get("articulation", [])
+    rounds = [*([earlier] if isinstance(earlier, dict) else earlier), record]  # every round, in order
+    path = save_checkpoint(out, model, {**manifest, "articulation": rounds}, extra=extra, half=half)
     log.info("articulated model written to %s", path)
     return path
