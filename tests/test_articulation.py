@@ -3,6 +3,7 @@ output is unchanged) and learns to read phones; nothing but the content prior tr
 import numpy as np
 import pytest
 import torch
+from corpus_cli import doctored_corpus
 
 from model_core.base.errors import LaliaError
 from model_core.base.phones import UNKNOWN_PHONE, phone_track
@@ -61,19 +62,15 @@ def test_articulate_trains_the_content_prior_only(tmp_path, tiny_corpus, train_c
 
 def test_articulate_refuses_a_corpus_without_phones(tmp_path, tiny_corpus, train_config):
     import json
-    import shutil
 
     from model_core.training.articulation import articulate
     from model_core.training.train import train
     teacher = train(train_config(tiny_corpus, 1))
-    bare = tmp_path / "bare"
-    shutil.copytree(tiny_corpus, bare)
-    for shard in bare.glob("*/shard_*.npz"):
-        with np.load(shard, allow_pickle=False) as d:
-            arrays = {k: d[k] for k in d.files}
+
+    def no_phones(arrays):
         labels = json.loads(str(arrays["labels"]))
         arrays["labels"] = np.array(json.dumps([{**lab, "phones": []} for lab in labels]))
-        np.savez(shard, **arrays)
+    bare = doctored_corpus(tiny_corpus, tmp_path / "bare", no_phones)
     with pytest.raises(LaliaError, match="no phone timings"):
         articulate(teacher, [bare], tmp_path / "a.safetensors")
     assert not (tmp_path / "a.safetensors").exists()

@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from corpus_cli import doctored_corpus
 
 from model_core.base.errors import LaliaError
 
@@ -52,18 +53,11 @@ def test_disentangle_trains_the_vae_only_and_adapt_moves_the_denoiser(tmp_path, 
 def test_disentangle_refuses_a_corpus_without_emotion_labels(tmp_path, tiny_corpus, train_config):
     """Real data comes without emotion labels (zeros): the judge could learn nothing, so the
     stage says so instead of training on an empty loss."""
-    import shutil
-
     from model_core.training.disentangle import disentangle
     from model_core.training.train import train
     teacher = train(train_config(tiny_corpus, 1))
-    bare = tmp_path / "bare"
-    shutil.copytree(tiny_corpus, bare)
-    for shard in bare.glob("*/shard_*.npz"):
-        with np.load(shard, allow_pickle=False) as d:
-            arrays = {k: d[k] for k in d.files}
-        arrays["emotion"] = np.zeros_like(arrays["emotion"])
-        np.savez(shard, **arrays)
+    bare = doctored_corpus(tiny_corpus, tmp_path / "bare",
+                           lambda arrays: arrays.update(emotion=np.zeros_like(arrays["emotion"])))
     with pytest.raises(LaliaError, match="no emotion labels"):
         disentangle(teacher, bare, tmp_path / "d.safetensors")
     assert not (tmp_path / "d.safetensors").exists()

@@ -23,7 +23,6 @@ gain the phones.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from ..base.vocabulary import PHONES
 from ..data.dataset import WindowSampler, load_split
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.networks import LaliaModel
-from .train import Objective, TrainConfig, _lr
+from .train import LossHistory, Objective, TrainConfig, _lr
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ def articulate(checkpoint, corpora: list, out, cfg: ArticulationConfig | None = 
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=0.01)
     sched = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
-    start, history, running = time.time(), [], {}
+    history = LossHistory("articulate")
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = _lr(step, sched)
@@ -131,18 +130,12 @@ def articulate(checkpoint, corpora: list, out, cfg: ArticulationConfig | None = 
         total.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
-        for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        if (step + 1) % 50 == 0:
-            avg = {k: round(v / 50, 5) for k, v in running.items()}
-            history.append({"step": step + 1, "minutes": round((time.time() - start) / 60, 2), **avg})
-            log.info("articulate step %d %s", step + 1, " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
-            running = {}
-        if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
+        history.add(step, losses)
+        if cfg.max_minutes and history.minutes > cfg.max_minutes:
             break
     model.eval()
     record = {"from": Path(checkpoint).name, "corpora": [str(Path(c).name) for c in corpora],
-              "config": asdict(cfg), "history": history, "minutes": round((time.time() - start) / 60, 2)}
+              "config": asdict(cfg), "history": history.rows, "minutes": history.minutes}
     earlier = manifest.get("articulation", [])
     rounds = [*([earlier] if isinstance(earlier, dict) else earlier), record]  # every round, in order
     path = save_checkpoint(out, model, {**manifest, "articulation": rounds}, extra=extra, half=half)

@@ -39,7 +39,7 @@ from ..base.errors import LaliaError
 from ..data.dataset import WindowSampler, load_split
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.networks import ConvStack
-from .train import Objective, TrainConfig, _lr, _masked_mse, loss_weights, window_emotion
+from .train import LossHistory, Objective, TrainConfig, _lr, _masked_mse, loss_weights, window_emotion
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def disentangle(checkpoint, corpus, out, cfg: DisentangleConfig | None = None) -
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=0.01)
     weights = {**loss_weights(tcfg), "judge": cfg.w_judge, "keep_words": cfg.w_keep_words}
     sched = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
-    history, running = [], {}
+    history = LossHistory("disentangle", start=start)
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = _lr(step, sched)
@@ -177,19 +177,13 @@ def disentangle(checkpoint, corpus, out, cfg: DisentangleConfig | None = None) -
         total.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
-        for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        if (step + 1) % 50 == 0:
-            avg = {k: round(v / 50, 5) for k, v in running.items()}
-            history.append({"step": step + 1, "minutes": round((time.time() - start) / 60, 2), **avg})
-            log.info("disentangle step %d %s", step + 1, " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
-            running = {}
-        if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
+        history.add(step, losses)
+        if cfg.max_minutes and history.minutes > cfg.max_minutes:
             break
     model.eval()
     out = Path(out)
     record = {"from": Path(checkpoint).name, "config": asdict(cfg), "judge": judge_report,
-              "history": history, "minutes": round((time.time() - start) / 60, 2)}
+              "history": history.rows, "minutes": history.minutes}
     path = save_checkpoint(out, model, {**manifest, "disentangled": record}, extra=extra)
     from safetensors.torch import save_file
 

@@ -330,6 +330,28 @@ def _init_weights(model: LaliaModel, path) -> None:
     log.info("initialised from %s: %d tensors copied, fresh: %s", path, len(same), fresh or "none")
 
 
+class LossHistory:
+    """Running means of named losses: every `every` steps a row (step, minutes since `start`,
+    each mean) goes to `rows` and to the log, under `name`."""
+
+    def __init__(self, name: str, every: int = 50, start: float | None = None):
+        self.name, self.every, self.rows, self._sums = name, every, [], {}
+        self.start = time.time() if start is None else start
+
+    @property
+    def minutes(self) -> float:
+        return round((time.time() - self.start) / 60, 2)
+
+    def add(self, step: int, losses: dict) -> None:
+        for k, v in losses.items():
+            self._sums[k] = self._sums.get(k, 0.0) + float(v.detach())
+        if (step + 1) % self.every == 0:
+            avg = {k: round(v / self.every, 5) for k, v in self._sums.items()}
+            self.rows.append({"step": step + 1, "minutes": self.minutes, **avg})
+            log.info("%s step %d %s", self.name, step + 1, " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+            self._sums = {}
+
+
 def _lr(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
