@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "model_core"
 RUNTIME = ("base", "model", "inference", "retarget")
 BUILD_TIME = ("data", "training", "evaluation", "batch")  # batch: the command-line studio runner
-LEAN_ZIP_BYTES_BEFORE_ROOMS = 21_360_992  # the lean zip when it carried all of model_core
+# the lean zip when it carried all of model_core was 21,360,992 bytes; the runtime rooms have since
+# gained the transcript's aligner modules and the phone path's weights (21,370,153 bytes, issue 19):
+# the budget is that plus 20 KB, far below what build-time code creeping back in would add
+LEAN_ZIP_BYTES_BUDGET = 21_390_000
 
 
 def imported_rooms(path: Path, source: str | None = None) -> set[str]:
@@ -94,7 +97,7 @@ def test_lean_zip_carries_only_the_runtime(lean_zip):
         assert not [n for n in core if forbidden in n], forbidden
     assert "model_core/model/networks.py" in names and "model_core/inference/generator.py" in names
     assert "model_core/assets/default_model.safetensors" in names
-    assert lean_zip.stat().st_size <= LEAN_ZIP_BYTES_BEFORE_ROOMS
+    assert lean_zip.stat().st_size <= LEAN_ZIP_BYTES_BUDGET
 
 
 def test_lean_zip_runtime_imports_alone(lean_zip, tmp_path):

@@ -144,7 +144,10 @@ def test_aligned_bilabials_close_the_lips_whatever_the_mouth_did():
 # ---- the generator --------------------------------------------------------------------------
 def test_the_transcript_closes_the_lips_the_audio_alone_missed(generator, clips):
     """Clip 4 ("had he married ... made still more respectable"): with its text every /p b m/
-    closes (the shipped model has no phone path: the closure layer holds the aligned ones)."""
+    closes (the closure layer holds the aligned ones; the audio alone closes them too since the
+    closure layer's round-2 fixes) and the rounded vowels round more against the spread ones (the
+    shipped model's content prior reads the aligned phones). The benchmark-wide gain is checked
+    on docs/lipsync_real.json (tests/test_lipsync.py)."""
     from model_core.data.alignment import align_phones
     from model_core.evaluation.lipsync import measure
     wav, text = clips[3]
@@ -152,9 +155,10 @@ def test_the_transcript_closes_the_lips_the_audio_alone_missed(generator, clips)
     audio_only = generator.generate(wav, seed=0)
     with_text = generator.generate(wav, seed=0, transcript=text)
     before, after = measure(audio_only.motion, reference), measure(with_text.motion, reference)
-    assert after["bilabial_closure"] > before["bilabial_closure"] and after["bilabial_closure"] == 1.0
+    assert after["bilabial_closure"] == 1.0 and after["bilabial_closure"] >= before["bilabial_closure"]
+    assert after["rounding_contrast"] > before["rounding_contrast"] + 0.01
     info = with_text.info["transcript"]
-    assert info["used"] and info["closures_from"] == "transcript" and info["phones_to_model"] is False
+    assert info["used"] and info["closures_from"] == "transcript" and info["phones_to_model"] is True
     assert "transcript" not in audio_only.info
 
 
