@@ -19,7 +19,7 @@ import numpy as np
 from ..base.errors import LaliaError
 from ..base.vocabulary import SAMPLE_RATE
 from .corpus import KOKORO_HELD_OUT, stable_split
-from .real_speech import format_phones, normalize_text
+from .real_speech import format_phones, normalize_text, set_summary
 
 LICENCE = "Apache-2.0 (Kokoro-82M weights and voice packs); text: Debian fortunes"
 
@@ -86,14 +86,9 @@ def build(out: Path, minutes: float = 2.0, voices=KOKORO_HELD_OUT, progress=prin
                       "phones": format_phones(phones), "engine_phones": format_phones(c["engine_phones"])})
     speakers = sorted({c["speaker"] for c in clips})
     manifest = {
-        "description": "Held-out neural-TTS voices (Kokoro-82M voices no corpus uses) reading sentences no corpus "
-                       "trains on. Rebuild: python -m model_core voices benchmark --out DIR (after make voices)",
-        "aligner": "pocketsphinx 5.x en-us forced alignment, two passes, bestpath off (data/alignment.py)",
-        "clips_total": len(clips), "seconds_total": round(sum(c["duration_s"] for c in clips), 1),
-        "speakers": {s: {"clips": sum(c["speaker"] == s for c in clips),
-                         "seconds": round(sum(c["duration_s"] for c in clips if c["speaker"] == s), 1),
-                         "note": f"Kokoro-82M voice {s[7:]}, speed 1.0, held out of every corpus split"}
-                     for s in speakers},
+        **set_summary("Held-out neural-TTS voices (Kokoro-82M voices no corpus uses) reading sentences no corpus "
+                      "trains on. Rebuild: python -m model_core voices benchmark --out DIR (after make voices)",
+                      clips, lambda s: f"Kokoro-82M voice {s[7:]}, speed 1.0, held out of every corpus split"),
         "held_out_speakers": speakers,
         "dropped": {"count": len(dropped), "clips": dropped},
         "build_seconds": round(time.perf_counter() - t0, 1),

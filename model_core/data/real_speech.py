@@ -354,13 +354,8 @@ def build(out: Path, cache: Path | None = None, manifest_copy: Path | None = Non
                       "phones": format_phones(phones)})
     speakers = sorted({c["speaker"] for c in clips})
     manifest = {
-        "description": "Real English speech with transcripts from registry packages, for measuring lip sync. "
-                       "Rebuild: python -m model_core realspeech build --out DIR",
-        "aligner": "pocketsphinx 5.x en-us forced alignment, two passes, bestpath off (data/alignment.py)",
-        "clips_total": len(clips), "seconds_total": round(sum(c["duration_s"] for c in clips), 1),
-        "speakers": {s: {"clips": sum(c["speaker"] == s for c in clips),
-                         "seconds": round(sum(c["duration_s"] for c in clips if c["speaker"] == s), 1),
-                         "note": SPEAKER_NOTES[s]} for s in speakers},
+        **set_summary("Real English speech with transcripts from registry packages, for measuring lip sync. "
+                      "Rebuild: python -m model_core realspeech build --out DIR", clips, SPEAKER_NOTES.__getitem__),
         "held_out_speakers": list(HELD_OUT_SPEAKERS),
         "dropped": {"count": len(dropped),
                     "not_aligned": not_aligned, "out_of_vocabulary": len(dropped) - not_aligned,
@@ -375,6 +370,18 @@ def build(out: Path, cache: Path | None = None, manifest_copy: Path | None = Non
     progress(f"{len(clips)} clips, {manifest['seconds_total'] / 60:.1f} min, {len(speakers)} speakers; "
              f"dropped {len(dropped)} (see manifest 'dropped')")
     return manifest
+
+
+def set_summary(description: str, clips: list[dict], note_of) -> dict:
+    """The head of a clip set's manifest: what it is, how it was aligned, its size and speakers
+    (`note_of(speaker)` says who each is)."""
+    speakers = sorted({c["speaker"] for c in clips})
+    return {"description": description,
+            "aligner": "pocketsphinx 5.x en-us forced alignment, two passes, bestpath off (data/alignment.py)",
+            "clips_total": len(clips), "seconds_total": round(sum(c["duration_s"] for c in clips), 1),
+            "speakers": {s: {"clips": sum(c["speaker"] == s for c in clips),
+                             "seconds": round(sum(c["duration_s"] for c in clips if c["speaker"] == s), 1),
+                             "note": note_of(s)} for s in speakers}}
 
 
 def format_phones(phones) -> str:
