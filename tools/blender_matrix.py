@@ -11,6 +11,7 @@ by name, and how the process ended. A failure is either fixed or explained there
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # name -> (venv, Python, pip requirements). Real Blender 4.2-5.0 bundle numpy 1.26.4; PyPI's bpy 4.2
 # doesn't pin it, so it is pinned here to run what Blender users run.
-TEST_DEPS = ["torch==2.13.0", "safetensors==0.8.0", "soundfile==0.14.0", "pillow", "scipy", "pytest"]
+TEST_DEPS = ["torch==2.13.0", "safetensors==0.8.0", "soundfile==0.14.0", "pillow", "scipy", "pytest",
+             "pocketsphinx==5.1.1", "espeakng-loader==0.2.4"]  # the runtime dependencies the lean zip lacks
 TARGETS = {
     "4.2": (".venv-bpy42", "3.11", ["bpy==4.2.*", "numpy==1.26.4"]),
     "4.5": (".venv", "3.11", None),  # the project's own venv (`make setup`, requirements.txt)
@@ -54,7 +56,9 @@ def python_for(version: str) -> str:
 def ensure_venv(name: str, targets: dict = TARGETS, deps: list = TEST_DEPS) -> Path:
     venv, py, reqs = targets[name]
     python = ROOT / venv / "bin" / "python"
-    stamp = ROOT / venv / f".matrix-{name}"
+    # the stamp names what was installed, so a changed list installs again
+    wanted = hashlib.sha1(" ".join([*(reqs or []), *deps]).encode()).hexdigest()[:10]
+    stamp = ROOT / venv / f".matrix-{name}-{wanted}"
     if reqs is None:
         if not python.exists():
             raise SystemExit(f"{venv} is missing: run `make setup`")
