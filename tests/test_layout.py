@@ -65,6 +65,17 @@ def test_runtime_never_imports_build_time():
     assert not offenders, "\n".join(offenders)
 
 
+def test_blender_stays_out_of_the_core():
+    """bpy and mathutils are Blender's: the add-on (blender_addon/, its headless_export.py for
+    `lalia export` included) uses them, model_core never does, at any depth of any file."""
+    blender = {"bpy", "mathutils", "bmesh", "bl_math"}
+    for path in CORE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            assert not {n.split(".")[0] for n in names} & blender, f"{path.relative_to(ROOT)} imports Blender"
+
+
 def test_the_rule_catches_a_violation():
     """The reader sees relative, absolute and function-level imports of build-time rooms."""
     probe = "def f():\n    from ..data.animator import animate\n    import model_core.training.train\n"

@@ -2,7 +2,7 @@
 face rig, written by Blender in the background, and a Live Link Face CSV; resumable as the batch is.
 
 The FBX is made by the add-on's own code (rig mapping, keys, FBX export) in a child process with
-the bpy module (blender_child.py): bpy never loads into this process, and a Blender crash costs
+the bpy module (the add-on's headless_export.py): bpy never loads into this process, and a Blender crash costs
 the line it was on; a fresh Blender takes the next line. The CSV is written here, from the motion.
 Every file is written whole (a temp file, then a rename), and only then is the line's record
 appended to export.jsonl, so a killed export resumes where it stopped.
@@ -32,7 +32,7 @@ EXPORT_FORMATS = ("fbx", "csv")
 PRESETS = ("unity", "unreal")
 # bump when the files written for the same motion and rig change
 EXPORT_VERSION = 1
-CHILD = Path(__file__).with_name("blender_child.py")
+CHILD_SCRIPT = "headless_export.py"  # in the add-on's folder: Blender stays out of model_core
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -141,7 +141,8 @@ class BlenderChild:
     def _start(self) -> None:
         t0 = time.perf_counter()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(CHILD), json.dumps(self.cfg)], stdin=subprocess.PIPE,
+        script = Path(self.cfg["addon"]) / CHILD_SCRIPT
+        self.proc = subprocess.Popen([sys.executable, str(script), json.dumps(self.cfg)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=env, text=True, bufsize=1)
         ready = self._reply()
         if ready is None:
@@ -209,7 +210,7 @@ class BlenderChild:
 def find_addon(addon: str | None) -> Path:
     """The add-on's folder: --addon, else blender_addon/ beside model_core (a source checkout)."""
     folder = Path(addon) if addon else ROOT / "blender_addon"
-    if not (folder / "rig.py").is_file():
+    if not (folder / "rig.py").is_file() or not (folder / CHILD_SCRIPT).is_file():
         raise LaliaError(f"export runs the add-on's code, and {folder} doesn't hold it: run from a source checkout, "
                          "or give --addon with the Lalia extension's folder (the zip unpacked)")
     return folder

@@ -1,4 +1,5 @@
-"""The Blender side of `lalia export`, run as a child process of export.py with the bpy module:
+"""The Blender side of `lalia export`, run as a child process of model_core/batch/export.py with the
+bpy module (it lives with the add-on so that Blender stays out of model_core):
 bpy never loads into the caller, and a Blender crash costs the line it was on (the driver starts
 a fresh child for the next one).
 
