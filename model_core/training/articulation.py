@@ -36,7 +36,7 @@ from ..base.vocabulary import PHONES
 from ..data.dataset import WindowSampler, load_split
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.networks import LaliaModel
-from .train import LossHistory, Objective, TrainConfig, _lr
+from .train import LossHistory, Objective, TrainConfig, _lr, gradient_step
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +126,7 @@ def articulate(checkpoint, corpora: list, out, cfg: ArticulationConfig | None = 
         if cfg.w_phone:
             losses["phone"], losses["phone_accuracy"] = phone_readout_loss(model, b)
             total = total + cfg.w_phone * losses["phone"]
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        opt.step()
+        gradient_step(opt, total, trained)
         history.add(step, losses)
         if cfg.max_minutes and history.minutes > cfg.max_minutes:
             break

@@ -39,7 +39,7 @@ from ..base.errors import LaliaError
 from ..data.dataset import WindowSampler, load_split
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.networks import ConvStack
-from .train import LossHistory, Objective, TrainConfig, _lr, _masked_mse, loss_weights, window_emotion
+from .train import LossHistory, Objective, TrainConfig, _lr, _masked_mse, gradient_step, loss_weights, window_emotion
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,7 @@ def train_judge(train: WindowSampler, val: WindowSampler, motion_dim: int,
         b = train.batch(cfg.judge_batch)
         target, known = _emotion_target(b)
         loss = _soft_ce(judge(b["x0"], b["valid"])[known], target[known])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        gradient_step(opt, loss, judge.parameters(), max_norm=None)
         if (step + 1) % 100 == 0:
             log.info("judge step %d loss %.4f", step + 1, float(loss.detach()))
     judge.eval().requires_grad_(False)
@@ -173,10 +171,7 @@ def disentangle(checkpoint, corpus, out, cfg: DisentangleConfig | None = None) -
         losses["prior"], _ = objective.prior_loss(b, mu_c, mu_e)
         losses.update(swap_losses(objective, judge, b, mu_c, mu_e))
         total = sum(weights[k] * v for k, v in losses.items())
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        opt.step()
+        gradient_step(opt, total, trained)
         history.add(step, losses)
         if cfg.max_minutes and history.minutes > cfg.max_minutes:
             break

@@ -39,7 +39,7 @@ from ..data.dataset import WindowSampler, load_split
 from ..model.checkpoint import load_checkpoint, save_checkpoint, weights_sha256
 from ..model.diffusion import cosine_schedule, ddim_step, guided_batch, spaced_timesteps
 from ..model.networks import LaliaModel
-from .train import TrainConfig, _lr, denoiser_conditions
+from .train import TrainConfig, _lr, denoiser_conditions, gradient_step
 
 log = logging.getLogger(__name__)
 # guidance scales a student learns to take (speech, emotion, style)
@@ -186,10 +186,7 @@ def distill(teacher_path, corpus, out, steps: int, guidance: bool = False,
         pred = student.denoiser(x_t, t, guidance=scales, **cond)
         vm = b["valid"].unsqueeze(-1).float()
         loss = (((pred - target) ** 2) * vm).sum() / (vm.sum() * pred.shape[-1])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
+        gradient_step(opt, loss, student.parameters())
         running += float(loss.detach())
         if (it + 1) % 25 == 0:
             history.append({"step": it + 1, "loss": round(running / 25, 5),

@@ -330,6 +330,15 @@ def _init_weights(model: LaliaModel, path) -> None:
     log.info("initialised from %s: %d tensors copied, fresh: %s", path, len(same), fresh or "none")
 
 
+def gradient_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, max_norm: float | None = 1.0) -> None:
+    """One optimiser step on `loss`, its gradient norm over `params` clipped to `max_norm` (None: not)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+    opt.step()
+
+
 class LossHistory:
     """Running means of named losses: every `every` steps a row (step, minutes since `start`,
     each mean) goes to `rows` and to the log, under `name`."""
@@ -461,10 +470,7 @@ def train(config_path, resume: bool = True) -> Path:
         batch = {k: v.to(device) for k, v in sampler.batch(cfg.batch).items()}
         with amp:
             losses = net(batch)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        gradient_step(opt, losses["total"], model.parameters())
         step += 1
         for k, v in losses.items():
             running[k] = running.get(k, 0.0) + float(v.detach())
