@@ -25,7 +25,7 @@ from ..base.files import write_bytes_atomic
 from ..base.motion import ARKIT_NAMES, Motion
 from .lines import file_sha256
 from .render import csv_bytes
-from .run import RESULTS, Journal, Progress, exclusive, remove_stale_parts, still_done
+from .run import RESULTS, Journal, LineCounts, Progress, exclusive, remove_stale_parts, still_done
 
 EXPORTS = "export.jsonl"
 EXPORT_FORMATS = ("fbx", "csv")
@@ -218,15 +218,9 @@ def find_addon(addon: str | None) -> Path:
 
 # ---- the export --------------------------------------------------------------------------
 @dataclass
-class ExportSummary:
-    total: int = 0
-    ok: int = 0
-    failed: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
+class ExportSummary(LineCounts):
     blender_starts: list = field(default_factory=list)   # seconds from spawn to a loaded rig, per start
     line_seconds: list = field(default_factory=list)     # seconds in Blender per exported line
-    failures: list = field(default_factory=list)
 
     def text(self) -> str:
         lines = [f"{self.total} lines: {self.ok} exported, {self.failed} failed, {self.skipped} skipped (done and "
@@ -235,10 +229,7 @@ class ExportSummary:
             per = sum(self.line_seconds) / len(self.line_seconds) if self.line_seconds else 0.0
             lines.append(f"  Blender: {len(self.blender_starts)} start(s), {self.blender_starts[0]:.2f} s to open "
                          f"the rig; {per:.2f} s per line in Blender")
-        lines += [f"  failed {i}: {why}" for i, why in self.failures[:20]]
-        if len(self.failures) > 20:
-            lines.append(f"  ... and {len(self.failures) - 20} more ({EXPORTS} has them all)")
-        return "\n".join(lines)
+        return "\n".join(lines + self.failure_lines(EXPORTS))
 
 
 def run_export(lines: list[ExportLine], out: Path, rig: Rig, *, formats=EXPORT_FORMATS, addon: str | None = None,

@@ -118,15 +118,28 @@ def _clock(s: float) -> str:
 
 # ---- the batch ---------------------------------------------------------------------------
 @dataclass
-class Summary:
+class LineCounts:
+    """What a run over lines did (the batch's and the export's summaries): counts, time, and each
+    failed line's reason."""
     total: int = 0
     ok: int = 0
     failed: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    failures: list = field(default_factory=list)
+
+    def failure_lines(self, journal: str) -> list[str]:
+        """The first 20 failures, one line each, and where the rest are."""
+        lines = [f"  failed {i}: {why}" for i, why in self.failures[:20]]
+        if len(self.failures) > 20:
+            lines.append(f"  ... and {len(self.failures) - 20} more ({journal} has them all)")
+        return lines
+
+
+@dataclass
+class Summary(LineCounts):
     audio_seconds: float = 0.0   # of the lines rendered in this run
     workers: str = ""
-    failures: list = field(default_factory=list)
 
     @property
     def rendered_per_second(self) -> float:
@@ -136,10 +149,7 @@ class Summary:
         lines = [f"{self.total} lines: {self.ok} ok, {self.failed} failed, {self.skipped} skipped (done and "
                  f"unchanged) in {self.seconds:.1f} s; {self.rendered_per_second:.2f} lines/s rendered "
                  f"({self.audio_seconds:.0f} s of audio) on {self.workers}"]
-        lines += [f"  failed {i}: {why}" for i, why in self.failures[:20]]
-        if len(self.failures) > 20:
-            lines.append(f"  ... and {len(self.failures) - 20} more (results.jsonl has them all)")
-        return "\n".join(lines)
+        return "\n".join(lines + self.failure_lines("results.jsonl"))
 
 
 def run_batch(lines: list[Line], out: Path, *, workers: int = 1, ray: str | None = None,
