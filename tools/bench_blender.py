@@ -10,8 +10,6 @@ Usage: python tools/bench_blender.py EXTENSION_ZIP [--seconds 60] [--json] [--ou
 """
 import argparse
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,14 +20,10 @@ ap.add_argument("--seconds", type=float, default=60.0)
 ap.add_argument("--json", action="store_true")
 ap.add_argument("--out", help="also write the JSON report here (Blender prints its own lines to stdout)")
 args = ap.parse_args()
-os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="lalia-bench-")
-import bpy  # noqa: E402
-import numpy as np  # noqa: E402
+from blender_session import install_lalia  # noqa: E402
 
-bpy.ops.extensions.package_install_files(filepath=str(Path(args.zip).resolve()), repo="user_default",
-                                         enable_on_install=True)
-bpy.ops.wm.read_homefile(use_empty=True)
-lalia = sys.modules["bl_ext.user_default.lalia"]
+bpy, lalia = install_lalia(args.zip, prefix="lalia-bench-")
+import numpy as np  # noqa: E402
 from bl_ext.user_default.lalia.model_core.base.assets import SAMPLE_SPEECH  # noqa: E402
 from bl_ext.user_default.lalia.model_core.base.audio import load_audio, save_wav  # noqa: E402
 

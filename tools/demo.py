@@ -5,22 +5,17 @@ speaking the bundled sample, and write out/demo/: .blend, FBX, CSV, contact shee
 Usage: python tools/demo.py EXTENSION_ZIP OUT_DIR
 """
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 zip_path, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 out.mkdir(parents=True, exist_ok=True)
-os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="lalia-blender-")
-import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES)
+from blender_session import install_lalia  # noqa: E402
 
-bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
-bpy.ops.wm.read_homefile(use_empty=True)
-lalia = sys.modules["bl_ext.user_default.lalia"]
+bpy, lalia = install_lalia(zip_path)
 from bl_ext.user_default.lalia import preview  # noqa: E402
 from bl_ext.user_default.lalia.model_core.base.assets import SAMPLE_SPEECH  # noqa: E402
 

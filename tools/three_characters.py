@@ -5,20 +5,16 @@ frame 1), rendered with Workbench at the frame where their mouths differ most.
 
 Usage: python tools/three_characters.py EXTENSION_ZIP OUT.png
 """
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 zip_path, out_png = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
-os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="lalia-blender-")
-import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES)
+from blender_session import install_lalia  # noqa: E402
+
+bpy, lalia = install_lalia(zip_path)
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
-
-bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
-bpy.ops.wm.read_homefile(use_empty=True)
-lalia = sys.modules["bl_ext.user_default.lalia"]
 from bl_ext.user_default.lalia import preview  # noqa: E402
 from bl_ext.user_default.lalia.model_core.base.assets import SAMPLE_SPEECH  # noqa: E402
 from bl_ext.user_default.lalia.model_core.base.audio import load_audio  # noqa: E402
