@@ -4,33 +4,19 @@ Workbench (bpy) at the clip's bilabial frames (/p b m/, mid-phone) and open-vowe
 (/aa ae ao aw ay/), one row per system: the shipped model from the audio alone, with the
 clip's transcript, and the procedural animator on the reference alignment (the upper reference).
 
-Usage: python tools/mouth_strip.py --set REALSPEECH_DIR --clip ID --out docs/mouth_strip.png
+The head is the add-on's own (`lalia.add_demo_head` in the built extension, installed as users
+install it: tools/blender_session.py); the motions come from this checkout's model_core.
+
+Usage: python tools/mouth_strip.py EXTENSION_ZIP --set REALSPEECH_DIR --clip ID --out docs/mouth_strip.png
 """
 import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OPEN_VOWELS = ("aa", "ae", "ao", "aw", "ay")
 CELL = (150, 110)
-
-
-def head_object(bpy, head):
-    """The bundled head as a mesh with its 52 ARKit shape keys (no rig: the strip is the mouth)."""
-    from model_core.base.motion import ARKIT_NAMES
-    polys = [[int(i) for i in p if i >= 0] for p in head.polygons]
-    mesh = bpy.data.meshes.new("Head")
-    mesh.from_pydata(head.vertices.tolist(), [], polys)
-    obj = bpy.data.objects.new("Head", mesh)
-    bpy.context.scene.collection.objects.link(obj)
-    obj.shape_key_add(name="Basis")
-    for k, name in enumerate(ARKIT_NAMES):
-        key = obj.shape_key_add(name=name)
-        key.data.foreach_set("co", (head.vertices + head.targets[k]).ravel())
-    return obj
 
 
 def pick_frames(phones, n_frames, fps=25.0, each=4):
@@ -44,11 +30,14 @@ def pick_frames(phones, n_frames, fps=25.0, each=4):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("zip", help="the built extension (make addon-lean: build/lalia-*-nowheels.zip)")
     ap.add_argument("--set", required=True)
     ap.add_argument("--clip", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    import bpy
+    from blender_session import install_lalia
+    bpy, _ = install_lalia(a.zip)
+    from bl_ext.user_default.lalia import preview
     from PIL import Image, ImageDraw
 
     from model_core import load_generator
@@ -65,22 +54,13 @@ def main():
             ("animator (reference)", animator_motion(clip["phones"], _frames(clip), clip["audio16k"]))]
     frames = pick_frames(clip["phones"], len(audio_only.motion.values))
 
-    bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
-    head = load_head()
-    obj = head_object(bpy, head)
-    lip, chin = head.vertices[head.landmarks["upperLipInner"]], head.vertices[head.landmarks["chin"]]
-    centre = (lip + chin) / 2
-    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    scene.collection.objects.link(cam)
-    cam.data.type, cam.data.ortho_scale = "ORTHO", 0.085
-    cam.location = (float(centre[0]), float(head.vertices[:, 1].min()) - 1.0, float(centre[2]) + 0.004)
-    cam.rotation_euler = (np.pi / 2, 0, 0)
-    scene.camera = cam
+    bpy.ops.lalia.add_demo_head()
+    obj = bpy.context.active_object
+    preview.frame_face(scene, obj, crop=0.085, focus="mouth")
     r = scene.render
-    r.engine = "BLENDER_WORKBENCH"
-    r.resolution_x, r.resolution_y, r.resolution_percentage = CELL[0], CELL[1], 100
-    scene.display.shading.light = "STUDIO"
+    r.resolution_x, r.resolution_y = CELL
+    head = load_head()
     tmp = Path(a.out).with_suffix(".tmp.png")
     label_w, head_h = 130, 34
     sheet = Image.new("RGB", (label_w + CELL[0] * len(frames), head_h + CELL[1] * len(rows)), (24, 24, 28))
