@@ -318,6 +318,13 @@ def cmd_articulate(a):
     print(articulate(a.checkpoint, a.corpus, a.out, cfg, half=a.half))
 
 
+def cmd_fit_adapter(a):
+    from .training.fit_adapter import FitAdapterConfig, train_adapter
+    cfg = FitAdapterConfig(clips_train=a.clips, clips_val=max(10, a.clips // 10), steps=a.iterations, lr=a.lr,
+                           seed=a.seed)
+    print(train_adapter(a.corpus, a.run, a.out, cfg, progress=lambda i, n: print(f"encoded {i}/{n} stretches")))
+
+
 def cmd_flame_check(a):
     """The ARKit -> FLAME retarget, checked on the bundled head with generated motion."""
     from .base.assets import SAMPLE_SPEECH
@@ -518,6 +525,17 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--threads", type=int, default=0)
     ar.add_argument("--max-minutes", type=float, default=0.0)
     ar.set_defaults(func=cmd_articulate)
+
+    fa = sub.add_parser("fit-adapter", help="train the fitted encoder's adapter: a line's own encoding -> the "
+                        "padded 30 s window's features (see training/fit_adapter.py)")
+    fa.add_argument("--corpus", action="append", required=True, help="a corpus folder; repeat to mix corpora")
+    fa.add_argument("--run", required=True, help="folder for the encoded pairs (reused) and the report")
+    fa.add_argument("--out", required=True)
+    fa.add_argument("--clips", type=int, default=1500, help="training stretches (a tenth as many for validation)")
+    fa.add_argument("--iterations", type=int, default=3000)
+    fa.add_argument("--lr", type=float, default=1e-3)
+    fa.add_argument("--seed", type=int, default=0)
+    fa.set_defaults(func=cmd_fit_adapter)
 
     dt = sub.add_parser("disentangle", help="fine-tune a model's AD-VAE with a fixed emotion judge in the "
                                             "code-swap loss (then `distill --adapt` its denoisers)")

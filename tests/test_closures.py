@@ -12,6 +12,7 @@ from model_core.inference.closures import (
     closure_weights,
     keep_closures,
     lip_gap,
+    voiced_closures,
 )
 
 JAW, SMILE = CH.index("jawOpen"), CH.index("mouthSmileLeft")
@@ -34,6 +35,24 @@ def test_closure_weights_hold_brief_closures_in_speech_not_rest():
     np.testing.assert_array_equal(w[:3], 1.0)
     np.testing.assert_array_equal(w[117:], 1.0)
     assert brief_closures(np.full(8, 0.5)) == []  # closed throughout: rest, nothing to hold
+
+
+def test_a_hummed_bilabial_inside_a_long_closure_is_held_a_silent_pause_is_not():
+    gap = np.full(120, 6.0)
+    gap[20:45] = 0.5             # "mmm" then a pause: one 1 s closed run in the words' mouth
+    gap[70:100] = 0.5            # a silent 1.2 s pause
+    speech = np.zeros(120, bool)
+    speech[:20] = speech[45:70] = speech[100:] = True
+    speech[30:38] = True         # the voice hums through part of the first run
+    assert voiced_closures(gap, speech) == [(30, 38)]
+    assert voiced_closures(gap, np.zeros(120, bool)) == []
+    content, emotional = _mouth(120), _mouth(120)
+    content[:, JAW] = np.where(gap < 1, 0.0, 0.3)
+    emotional[:, JAW] = 0.45     # the emotion drops the jaw in the pause and through the hum
+    out = keep_closures(emotional.copy(), content, CH, speech=speech)
+    assert lip_gap(out, CH)[30:38].max() < CLOSED_MM
+    assert lip_gap(out, CH)[70:100].min() > CLOSED_MM  # the silent pause stays the emotion's
+    np.testing.assert_array_equal(out[:27], emotional[:27])
 
 
 def _mouth(T=100):

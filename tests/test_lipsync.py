@@ -16,6 +16,7 @@ from model_core.evaluation.lipsync import (
     clip_stats,
     closure_sensitivity,
     measure,
+    openness_r_per_phone_type,
     phone_gap_agreement,
     summarize,
 )
@@ -204,3 +205,18 @@ def test_the_committed_benchmark_report_is_for_the_shipped_model_and_every_clip(
     assert r["all"]["model"]["bilabial_closure"] > r["all"]["peer"]["bilabial_closure"]
     # the dialogue text closes more of the real clips' bilabials than the audio alone
     assert r["all"]["model_transcript"]["bilabial_closure"] > r["all"]["model"]["bilabial_closure"] + 0.02
+
+
+def test_openness_per_phone_type_averages_tokens_but_not_the_phones_own_opening():
+    # every token of a phone off by its own random amount: per token r drops, per type it stays
+    # high, as the spread averages out over each phone's tokens
+    clean = gap_following_phones()
+    gap = np.maximum(clean + np.random.default_rng(0).normal(0, 3.0, len(clean)), 0)
+    stats = [clip_stats(motion_with_gap(gap), PHONES)]
+    assert openness_r_per_phone_type(stats) > summarize(stats)["openness_r"]
+    # a mouth that opens each phone the reverse of the table is anti-correlated per type
+    t = np.arange(len(gap)) / FPS
+    rev = np.zeros(len(gap))
+    for sym, a, b in PHONES:
+        rev[(t >= a - 1e-9) & (t < b - 1e-9)] = OPEN_MM * (1 - OPENNESS[sym])
+    assert openness_r_per_phone_type([clip_stats(motion_with_gap(rev), PHONES)]) < -0.9

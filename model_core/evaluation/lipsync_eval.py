@@ -37,6 +37,7 @@ from .lipsync import (
     clip_stats,
     closure_sensitivity,
     lip_speed,
+    openness_r_per_phone_type,
     phone_gap_agreement,
     summarize,
     vowel_openness_r,
@@ -160,6 +161,7 @@ def evaluate_lipsync(generator, set_dir, manifest=None, emotions: bool = False, 
     def diagnostics(name: str) -> dict:
         return {"closure_at": _round(closure_sensitivity(stats[name])),
                 "vowel_openness_r": round(vowel_openness_r(stats[name]), 3),
+                "openness_r_per_phone_type": round(openness_r_per_phone_type(stats[name]), 3),
                 "phone_gap_r_vs_animator": round(phone_gap_agreement(stats[name], stats["animator"]), 3),
                 "lip_speed_mm_s": round(lip_speed(stats[name]), 1)}
     speakers = sorted({c["speaker"] for c in clips})

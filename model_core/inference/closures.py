@@ -8,7 +8,10 @@ lips, so wherever it closes the lips for a
 moment in speech, the generated mouth's articulation channels are blended into its own there,
 feathered over a few frames; the emotion keeps every other channel and every other frame.
 A long closure is the mouth at rest, which the emotion is free to set (a surprised face
-keeps its dropped jaw in a pause).
+keeps its dropped jaw in a pause), except where the voice sounds inside it: a hummed /m/ or
+voiced /b/ in a hesitation or slow speech ("mmm", "uh-m"), which the words' mouth shows as one
+long closure with the pause beside it (`voiced_closures`; on the real-speech benchmark's tuning
+clips these were every bilabial surprised and disgusted still missed that neutral closed).
 
 With a usable transcript the closures are the aligned /p b m/ instead (`transcript.py`): the
 words' mouth at those frames, closed where it isn't yet (`close_lips`), is what the generated
@@ -58,6 +61,19 @@ def brief_closures(gap_mm: np.ndarray) -> list[tuple[int, int]]:
     return [(s, e) for s, e in true_runs(gap_mm < CLOSED_MM) if e - s <= MAX_CLOSURE_FRAMES and (s > 0 or e < T)]
 
 
+def voiced_closures(gap_mm: np.ndarray, speech: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frames where the lips are closed *while the voice sounds* inside a closed
+    run too long to be brief: a hummed /m/ or a voiced /b/ held in a hesitation ("mmm", "uh-m")
+    or in slow speech, which the words' mouth shows as one long closure with the rest beside it.
+    `speech`: per frame, whether the audio is loud enough to be speech."""
+    T = len(gap_mm)
+    out = []
+    for s, e in true_runs(gap_mm < CLOSED_MM):
+        if e - s > MAX_CLOSURE_FRAMES or (s == 0 and e == T):
+            out += [(s + a, s + b) for a, b in true_runs(speech[s:e])]
+    return out
+
+
 def closure_weights(gap_mm: np.ndarray) -> np.ndarray:
     """T weights in 0..1: 1 on each brief closure, fading to 0 over FEATHER_FRAMES."""
     return span_weights(brief_closures(gap_mm), len(gap_mm))
@@ -99,7 +115,8 @@ def close_lips(values: np.ndarray, channels, target_mm: float = CLOSED_TARGET_MM
     return out
 
 
-def keep_closures(values: np.ndarray, content: np.ndarray, channels, spans=None) -> np.ndarray:
+def keep_closures(values: np.ndarray, content: np.ndarray, channels, spans=None,
+                  speech: np.ndarray | None = None) -> np.ndarray:
     """Blend the articulation channels of `values` (T x C) into those of `content` (the words'
     neutral mouth, same layout) on the brief closures `content` makes, or, given `spans` (the
     aligned bilabials' (start, end) frames), on those; either way with `content` closed there
@@ -110,7 +127,7 @@ def keep_closures(values: np.ndarray, content: np.ndarray, channels, spans=None)
     if spans is None:
         # the words' closures closed for real inside their runs (the prior's "closed" is < 2 mm;
         # a bilabial seals), and left as they are on the feathered frames around them
-        runs = brief_closures(gap)
+        runs = brief_closures(gap) + ([] if speech is None else voiced_closures(gap, speech))
         a, target = span_weights(runs, len(gap))[:, None], content.copy()
         inside = span_weights(runs, len(gap), 0) > 0
         target[inside] = close_lips(content[inside], channels)

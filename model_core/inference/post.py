@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base.motion import Motion
+from ..base.signals import frame_energy
 from .amplitude import (
     articulation_activity,
     brow_raise,
@@ -24,6 +25,8 @@ from .amplitude import (
 from .closures import keep_closures
 from .gestures import add_blinks, add_brow_raises
 from .options import GenerationOptions
+
+SPEECH_ENERGY = 0.1  # frame loudness (of the line's 95th percentile) above which the voice sounds
 
 
 def apply_post_layers(values: np.ndarray, words_mouth: np.ndarray, channels: tuple[str, ...], fps: float,
@@ -56,7 +59,8 @@ def apply_post_layers(values: np.ndarray, words_mouth: np.ndarray, channels: tup
         return shift_sides(scale_articulation(v, channels, mouth_gain), channels, asymmetry)
     shape_mouth(values)
     if options.hold_closures:  # after any change to the mouth; the words' mouth moves as much as the rest
-        keep_closures(values, shape_mouth(words_mouth), channels, closures)
+        keep_closures(values, shape_mouth(words_mouth), channels, closures,
+                      speech=frame_energy(wav, len(values), fps=fps) >= SPEECH_ENERGY)
     scale_brow_raises(scale_head(values, channels, head_gain), channels, brow_gain)
     add_brow_raises(values, channels, wav, fps, seed, brow_gain)
     return add_blinks(values, channels, wav, fps, seed, options.blink_rate)

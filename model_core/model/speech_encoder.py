@@ -11,6 +11,7 @@ moment of the overlap and the two are cross-faded around it (see `plan_windows`)
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..base.vocabulary import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 ENCODER_PATH = ASSET_DIR / "whisper_tiny_en_encoder.safetensors"
+FIT_ADAPTER_PATH = ASSET_DIR / "encoder_fit_adapter.safetensors"
 N_FFT, HOP, N_MELS = 400, 160, 80
 WINDOW_SECONDS = 30.0
 FRAME = SAMPLE_RATE // 50  # samples per Whisper output frame (50 Hz)
@@ -144,10 +146,73 @@ class WhisperEncoder(nn.Module):
         self.load_state_dict(state)
 
 
+def fit_positions(samples: int, n_frames: int) -> np.ndarray:
+    """Where each of a fitted line's feature frames sits (n_frames x FitAdapter.N_POS): seconds
+    from the line's start and to its end (near either, the fitted and padded encodings differ
+    most; clipped at 4 s), the padding the fitted window adds after the line (s), and that
+    window's length over 30 s."""
+    seconds = samples / SAMPLE_RATE
+    window = min(WINDOW_SECONDS, math.ceil(samples / HOP / FIT_ROUND) * FIT_ROUND * HOP / SAMPLE_RATE)
+    t = (np.arange(n_frames) + 0.5) / FEATURE_FPS
+    return np.stack([np.clip(t, 0, 4) / 4, np.clip(seconds - t, 0, 4) / 4,
+                     np.full(n_frames, window - seconds), np.full(n_frames, window / WINDOW_SECONDS)],
+                    -1).astype(np.float32)
+
+
+class FitAdapter(nn.Module):
+    """Fitted features (a line encoded from only the mel frames it needs) -> the features of the
+    zero-padded 30 s window the models were trained on: a residual of two convolutions over the
+    standardised features and each frame's position (`fit_positions`); the residual starts at
+    zero. Trained by `training/fit_adapter.py`."""
+    N_POS = 4
+
+    def __init__(self, d: int = FEATURE_DIM, hidden: int = 256, kernel: int = 5):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(d))  # per-dimension spread of the features
+        self.inp = nn.Conv1d(d + self.N_POS, hidden, kernel, padding=kernel // 2)
+        self.mid = nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2)
+        self.out = nn.Conv1d(hidden, d, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x: B x T x d fitted features, pos: B x T x N_POS -> B x T x d."""
+        h = torch.cat([x / self.scale, pos], -1).transpose(1, 2)
+        h = F.gelu(self.mid(F.gelu(self.inp(h))))
+        return x + self.scale * self.out(h).transpose(1, 2)
+
+
+def save_fit_adapter(path, adapter: FitAdapter, info: dict) -> Path:
+    from safetensors.torch import save_file
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().half().contiguous() for k, v in adapter.state_dict().items()}, str(tmp),
+              metadata={"format": "lalia-fit-adapter", "info": json.dumps(info)})
+    tmp.replace(path)
+    return path
+
+
+def load_fit_adapter(path, device: str = "cpu") -> FitAdapter:
+    from safetensors import safe_open
+    path = Path(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+        if meta.get("format") != "lalia-fit-adapter":
+            raise ValueError("not a Lalia fit adapter")
+        adapter = FitAdapter(hidden=state["inp.weight"].shape[0], kernel=state["inp.weight"].shape[2])
+        adapter.load_state_dict(state)
+    except Exception as e:
+        raise LaliaError(f"Fitted-encoder adapter unreadable ({path}): {e}") from e
+    return adapter.eval().to(device)
+
+
 class SpeechEncoder:
     """Audio (16 kHz float32) -> T x 384 features at 25 fps."""
 
-    def __init__(self, path: Path = ENCODER_PATH, device: str = "cpu"):
+    def __init__(self, path: Path = ENCODER_PATH, device: str = "cpu", adapter: Path | None = FIT_ADAPTER_PATH):
         path = Path(path)
         if not path.is_file():
             raise LaliaError(f"Speech encoder weights missing: {path}. Build them with "
@@ -161,6 +226,8 @@ class SpeechEncoder:
         self.model = WhisperEncoder().eval().to(device)
         self.model.load_ct2_names(tensors)
         self.device = device
+        # fit mode's features pass through the adapter when there is one (None: raw fitted features)
+        self.adapter = load_fit_adapter(adapter, device) if adapter is not None and Path(adapter).is_file() else None
 
     @torch.inference_mode()
     def encode(self, audio: np.ndarray, n_frames: int | None = None, fit: bool = False) -> np.ndarray:
@@ -185,10 +252,11 @@ class SpeechEncoder:
         out = np.zeros((total50, FEATURE_DIM), np.float32)
         weight = np.zeros((total50, 1), np.float32)
         t = np.arange(total50)
+        fitted = fit and len(starts) == 1  # longer audio fills its windows anyway
         for i, s in enumerate(starts):  # one window at a time: batching is slower on CPUs
             chunk = audio[s:s + win]
             n_mel = win // HOP
-            if fit and len(starts) == 1:
+            if fitted:
                 n_mel = min(n_mel, int(math.ceil(len(chunk) / HOP / FIT_ROUND)) * FIT_ROUND)
             # zeros to the window's end, or (fit) far enough that the kept frames are the padded
             # window's own: each frame sees N_FFT / 2 samples past its centre, and the padding
@@ -208,7 +276,11 @@ class SpeechEncoder:
             w = w[a:a + n, None]
             out[a:a + n] += f[:n] * w
             weight[a:a + n] += w
-        return resample_features(out / np.maximum(weight, 1e-6), n_frames)
+        feats = resample_features(out / np.maximum(weight, 1e-6), n_frames)
+        if fitted and self.adapter is not None:
+            pos = torch.from_numpy(fit_positions(len(audio), n_frames))[None].to(self.device)
+            feats = self.adapter(torch.from_numpy(feats)[None].to(self.device), pos)[0].float().cpu().numpy()
+        return feats
 
 
 def plan_windows(audio: np.ndarray, win: int) -> tuple[list[int], list[tuple[int, int]]]:
