@@ -12,9 +12,13 @@ its original stdout (Blender's own prints are sent to stderr): first one JSON li
 true, ...} or {"ready": false, "error": ...}; then, for every task line on stdin ({id, npz, fbx,
 fps}), one answer line ({"ok": true, ...} or {"ok": false, "error": ...}). It ends when stdin
 closes. This file imports only the standard library until it has bpy and the add-on.
+
+Every FBX depends only on its own line (`lalia export --workers N` writes the same bytes whichever
+child exports which lines): see `reproducible_fbx`.
 """
 from __future__ import annotations
 
+import datetime
 import importlib
 import importlib.util
 import json
@@ -24,6 +28,7 @@ import time
 from pathlib import Path
 
 PACKAGE = "lalia_export_addon"  # the add-on's package name in the child (never the installed extension's)
+FBX_TIME = datetime.datetime(1970, 1, 1, 10, 0)  # the CreationTime that Blender's FBX writer itself fixes
 
 
 def load_addon(folder: Path):
@@ -45,6 +50,27 @@ def _part(name: str):
     return importlib.import_module(f"{PACKAGE}.{name}")
 
 
+def reproducible_fbx():
+    """Blender's FBX exporter stamps the time of writing in the header, and numbers the FBX's
+    objects by hash() of their names (the driver fixes PYTHONHASHSEED), remembering the numbers
+    for the life of the process, so a name's number could depend on the lines exported before it.
+    The stamp is fixed here; the returned function forgets the numbers (call it before each FBX).
+    An exporter without these internals is left as it is."""
+    try:
+        fbx_bin = importlib.import_module("io_scene_fbx.export_fbx_bin")
+    except ImportError:
+        return lambda: None
+    header = getattr(fbx_bin, "fbx_header_elements", None)
+    if header is not None:
+        fbx_bin.fbx_header_elements = lambda root, scene_data, time=None: header(root, scene_data, FBX_TIME)
+    tables = [getattr(fbx_bin.fbx_utils, t, {}) for t in ("_keys_to_uuids", "_uuids_to_keys")]
+
+    def forget() -> None:
+        for t in tables:
+            t.clear()
+    return forget
+
+
 class Exporter:
     """The rig, opened once; then one FBX per motion, each from a clean rig (what a line adds is
     removed again by the add-on's own `remove_generation`)."""
@@ -57,6 +83,7 @@ class Exporter:
         self.Motion = _part("model_core.base.motion").Motion
         self.LaliaError = _part("model_core.base.errors").LaliaError
         self.preset = cfg.get("preset", "UNITY")
+        self.forget_fbx_ids = reproducible_fbx()
         if cfg.get("rig"):
             bpy.ops.wm.open_mainfile(filepath=cfg["rig"], load_ui=False)
             obj = self._object(cfg["rig"], cfg.get("object") or "")
@@ -114,6 +141,7 @@ class Exporter:
                                          name=task["id"], armature=self.armature, head_bone=self.head_bone,
                                          placement="ASSIGN", frame_start=0)
             scene.frame_start, scene.frame_end = made["frames"]
+            self.forget_fbx_ids()
             self.fbx.write_fbx(self.bpy.context, self.face, task["fbx"], self.preset)
             first, last = made["frames"]
             return {"fbx_frames": last - first + 1, "fps": fps, "keys": made["keys"]["written"]}

@@ -168,13 +168,14 @@ def cmd_batch(a):
     if workers == 1 and not a.ray and cores > 1 and summary.ok >= 20:
         print(f"(this ran in one process on one core; --workers {cores} uses all {cores} cores)")
     if a.fbx is not None:  # the batch's lines on to FBX and Live Link CSV, in OUT/export
+        # as many Blender children as local worker processes (Ray's workers are not on this machine)
         exported = _export([a.out], str(Path(a.out) / "export"), a.fbx or None, a.fbx_object, None, "unity", None,
-                           "fbx,csv", None, a.force, a.quiet)
+                           "fbx,csv", None, 1 if a.ray else max(workers, 1), a.force, a.quiet)
         return 1 if summary.failed or exported else 0
     return 1 if summary.failed else 0
 
 
-def _export(sources, out, rig, obj, head_bone, preset, fps, fmt, addon, force, quiet) -> int:
+def _export(sources, out, rig, obj, head_bone, preset, fps, fmt, addon, workers, force, quiet) -> int:
     from .batch.export import Rig, parse_export_formats, read_sources, run_export
     lines, batch = read_sources(sources)
     if out is None:
@@ -184,7 +185,8 @@ def _export(sources, out, rig, obj, head_bone, preset, fps, fmt, addon, force, q
     formats = parse_export_formats(fmt)
     rig = Rig(Path(rig) if rig else None, obj, head_bone, preset, fps)
     try:
-        summary = run_export(lines, Path(out), rig, formats=formats, addon=addon, force=force, progress=not quiet)
+        summary = run_export(lines, Path(out), rig, formats=formats, addon=addon, workers=workers, force=force,
+                             progress=not quiet)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the lines done are in {Path(out) / 'export.jsonl'}; rerun the same command to resume",
               file=sys.stderr)
@@ -194,8 +196,8 @@ def _export(sources, out, rig, obj, head_bone, preset, fps, fmt, addon, force, q
 
 
 def cmd_export(a):
-    return _export(a.sources, a.out, a.rig, a.object, a.head_bone, a.preset, a.fps, a.format, a.addon, a.force,
-                   a.quiet)
+    return _export(a.sources, a.out, a.rig, a.object, a.head_bone, a.preset, a.fps, a.format, a.addon, a.workers,
+                   a.force, a.quiet)
 
 
 def cmd_bench_batch(a):
@@ -570,8 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--out", required=True, help="the folder for the motion files and results.jsonl")
     ba.add_argument("--format", default="npz", help="npz, csv (Live Link Face) or both; a line's format column wins")
     ba.add_argument("--workers", type=int, default=None,
-                    help="local processes, one model each (default 1); with --ray, actors (default: one per "
-                         "--threads CPUs of the cluster)")
+                    help="local processes, one model each (default 1), and with --fbx as many Blender processes; "
+                         "with --ray, actors (default: one per --threads CPUs of the cluster)")
     ba.add_argument("--threads", type=int, default=1,
                     help="torch threads per worker (default 1); outputs are byte-identical at equal --threads")
     ba.add_argument("--ray", metavar="auto|ADDRESS", default=None,
@@ -608,6 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", default="both", help="fbx, csv (Live Link Face) or both (default)")
     ex.add_argument("--addon", default=None,
                     help="the add-on's folder (default: blender_addon/ of this source checkout)")
+    ex.add_argument("--workers", type=int, default=1,
+                    help="Blender processes exporting side by side (default 1); the files are the same bytes")
     ex.add_argument("--force", action="store_true", help="export every line, done or not")
     ex.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=cmd_export)

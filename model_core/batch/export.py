@@ -3,7 +3,9 @@ face rig, written by Blender in the background, and a Live Link Face CSV; resuma
 
 The FBX is made by the add-on's own code (rig mapping, keys, FBX export) in a child process with
 the bpy module (the add-on's headless_export.py): bpy never loads into this process, and a Blender crash costs
-the line it was on; a fresh Blender takes the next line. The CSV is written here, from the motion.
+the line it was on; a fresh Blender takes the next line. With --workers N, N such children export
+lines side by side, each driven by a thread here; every FBX depends only on its own line, so the
+files are the same bytes whatever N is. The CSV is written here, from the motion.
 Every file is written whole (a temp file, then a rename), and only then is the line's record
 appended to export.jsonl, so a killed export resumes where it stopped.
 """
@@ -12,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,7 +144,9 @@ class BlenderChild:
 
     def _start(self) -> None:
         t0 = time.perf_counter()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # the FBX exporter numbers objects by hash() of their names: a fixed seed gives every child
+        # the same numbers, so the FBX's bytes don't depend on which child wrote it
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0"}
         script = Path(self.cfg["addon"]) / CHILD_SCRIPT
         self.proc = subprocess.Popen([sys.executable, str(script), json.dumps(self.cfg)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=env, text=True, bufsize=1)
@@ -221,28 +227,32 @@ def find_addon(addon: str | None) -> Path:
 class ExportSummary(LineCounts):
     blender_starts: list = field(default_factory=list)   # seconds from spawn to a loaded rig, per start
     line_seconds: list = field(default_factory=list)     # seconds in Blender per exported line
+    workers: int = 0                                     # Blender children exporting side by side
 
     def text(self) -> str:
         lines = [f"{self.total} lines: {self.ok} exported, {self.failed} failed, {self.skipped} skipped (done and "
                  f"unchanged) in {self.seconds:.1f} s"]
         if self.blender_starts:
             per = sum(self.line_seconds) / len(self.line_seconds) if self.line_seconds else 0.0
-            lines.append(f"  Blender: {len(self.blender_starts)} start(s), {self.blender_starts[0]:.2f} s to open "
-                         f"the rig; {per:.2f} s per line in Blender")
+            lines.append(f"  Blender: {len(self.blender_starts)} start(s), {self.workers} side by side, "
+                         f"{self.blender_starts[0]:.2f} s to open the rig; {per:.2f} s per line in Blender")
         return "\n".join(lines + self.failure_lines(EXPORTS))
 
 
 def run_export(lines: list[ExportLine], out: Path, rig: Rig, *, formats=EXPORT_FORMATS, addon: str | None = None,
-               force: bool = False, progress: bool = True, stream=None) -> ExportSummary:
+               workers: int = 1, force: bool = False, progress: bool = True, stream=None) -> ExportSummary:
+    """workers: Blender children exporting side by side (never more than the lines to export)."""
     rig.check()
+    if workers < 1:
+        raise LaliaError(f"--workers {workers}: give 1 or more (the Blender processes exporting side by side)")
     folder = find_addon(addon) if "fbx" in formats else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "export"):
-        return _export(lines, out, rig, tuple(formats), folder, force, progress, stream)
+        return _export(lines, out, rig, tuple(formats), folder, workers, force, progress, stream)
 
 
-def _export(lines, out, rig, formats, addon, force, progress, stream) -> ExportSummary:
+def _export(lines, out, rig, formats, addon, workers, force, progress, stream) -> ExportSummary:
     t0 = time.perf_counter()
     remove_stale_parts(out)
     journal = Journal(out / EXPORTS)
@@ -251,9 +261,10 @@ def _export(lines, out, rig, formats, addon, force, progress, stream) -> ExportS
     summary = ExportSummary(total=len(lines))
     bar = Progress(len(lines), progress, stream)
     rig_id = rig.identity() if "fbx" in formats else None
-    child = BlenderChild(rig, addon) if "fbx" in formats else None
+    todo: list[tuple[ExportLine, dict]] = []
+    children: list[BlenderChild | None] = []
 
-    def finish(rec: dict) -> None:
+    def finish(rec: dict) -> None:  # called from this thread only: the journal, bar and counts are not thread-safe
         journal.append(rec)
         setattr(summary, rec["status"], getattr(summary, rec["status"]) + 1)
         if rec["status"] == "failed":
@@ -281,15 +292,47 @@ def _export(lines, out, rig, formats, addon, force, progress, stream) -> ExportS
             if done is not None:
                 finish({**rec, **done, "status": "skipped", "reason": "done and unchanged"})
                 continue
-            finish(_export_line(ln, rec, out, formats, child))
+            todo.append((ln, rec))
+        if todo:
+            children = [BlenderChild(rig, addon) if "fbx" in formats else None
+                        for _ in range(min(workers, len(todo)))]
+            summary.workers = len(children)
+            _export_lines(todo, out, formats, children, finish)
     finally:
         bar.close()
-        if child is not None:
-            summary.blender_starts = list(child.starts)
+        for child in filter(None, children):
+            summary.blender_starts += child.starts
             child.close()
+        # the lines finish in any order with several children; the summary lists them as given
+        rank = {k: i for i, k in enumerate(order)}
+        summary.failures.sort(key=lambda f: rank[f[0]])
         summary.seconds = time.perf_counter() - t0
         journal.compact(order)
     return summary
+
+
+def _export_lines(todo, out: Path, formats, children: list, finish) -> None:
+    """Every line in `todo` through `_export_line`, one thread per child (the children are
+    processes: the threads only wait for them), each line taken by the next free child; `finish`
+    gets each record as its line ends. A rig that can't be used, or a child that keeps crashing,
+    stops the export: the lines in hand end, the lines not begun are dropped (a rerun does them)."""
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    for child in children:
+        free.put(child)
+
+    def one(ln: ExportLine, rec: dict) -> dict:
+        child = free.get()  # never waits: as many threads as children
+        try:
+            return _export_line(ln, rec, out, formats, child)
+        finally:
+            free.put(child)
+
+    pool = ThreadPoolExecutor(len(children), thread_name_prefix="blender")
+    try:
+        for fut in as_completed([pool.submit(one, ln, rec) for ln, rec in todo]):
+            finish(fut.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _export_line(ln: ExportLine, rec: dict, out: Path, formats, child: BlenderChild | None) -> dict:

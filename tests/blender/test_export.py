@@ -159,3 +159,18 @@ def test_a_blender_crash_costs_one_line(batch_out, tmp_path):
         assert len(child.starts) == 2 and (tmp_path / "b.fbx").stat().st_size > 100_000
     finally:
         child.close()
+
+
+def test_workers_write_the_same_bytes(batch_out, tmp_path, capsys):
+    """Two Blender children (one of them exporting two lines in a row) write the same files, byte
+    for byte, and the same records as one child does: an FBX depends only on its own line."""
+    runs = []
+    for n in (1, 2):
+        out = tmp_path / f"workers{n}"
+        assert main(["export", str(batch_out), "--out", str(out), "--workers", str(n), "-q"]) == 0
+        assert f"{n} side by side" in capsys.readouterr().out
+        files = {p.name: p.read_bytes() for ext in ("fbx", "csv") for p in out.glob(f"*.{ext}")}
+        recs = [{k: v for k, v in rec.items() if k != "timings"} for rec in _records(out).values()]
+        runs.append((files, recs))
+    assert len(runs[0][0]) == 6 and [r["id"] for r in runs[0][1]] == ["line0", "line1", "line2"]
+    assert runs[0] == runs[1]
