@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus voices voices-check corpus-natural voices-benchmark distill disentangle articulate bench lipsync-bench fuzz edit-report clean
+.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus voices voices-check corpus-natural voices-benchmark distill disentangle articulate fit-adapter bench lipsync-bench fuzz edit-report clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -108,6 +108,7 @@ model: corpus
 	$(MAKE) distill
 	$(MAKE) disentangle
 	$(MAKE) articulate
+	$(MAKE) fit-adapter
 
 distill: setup
 	# progressive distillation at guidance 1 (the generator's default): 8 -> 4 -> 2 -> 1 steps
@@ -168,6 +169,15 @@ articulate: setup
 	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
 	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
 	$(MC) flame-check --out docs/flame_check.json
+
+# the fitted encoder's adapter (training/fit_adapter.py): short lines encoded on their own, mapped
+# to the padded 30 s window's features the models were trained on; needs only the encoder and audio
+FIT_ADAPTER := model_core/assets/encoder_fit_adapter.safetensors
+fit-adapter: setup
+	test -f $(ART_CORPUS)/manifest.json || $(PY) -m model_core corpus build --hours 2 --out $(ART_CORPUS) --seed 0
+	test -f $(NATURAL)/manifest.json || $(MAKE) corpus-natural
+	$(MC) fit-adapter --corpus $(NATURAL) --corpus $(ART_CORPUS) --run runs/fit_adapter --out $(FIT_ADAPTER)
+	cp runs/fit_adapter/report.json docs/fit_adapter.json
 
 bench: setup
 	$(PY) -m model_core bench --long --json > docs/bench.json

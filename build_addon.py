@@ -57,7 +57,7 @@ PYTHONS = {
 }
 # the rooms the add-on runs; data/, training/, evaluation/, batch/ and cli.py are build-time only
 RUNTIME_ROOMS = ("base", "model", "inference", "retarget")
-ASSETS = ("head.npz", "HEAD_PROVENANCE.md", "whisper_tiny_en_encoder.safetensors",
+ASSETS = ("head.npz", "HEAD_PROVENANCE.md", "whisper_tiny_en_encoder.safetensors", "encoder_fit_adapter.safetensors",
           "default_model.safetensors", "default_model.json", "sample_speech.flac", "sample_speech.json",
           "SAMPLE_SPEECH_PROVENANCE.md")
 

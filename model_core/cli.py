@@ -152,7 +152,7 @@ def cmd_batch(a):
     if a.threads < 1:
         raise LaliaError("--threads must be at least 1")
     base = GenerationOptions(emotion=_parse_emotions(a.emotion), style=a.style, seed=a.seed, steps=a.steps,
-                             encoder_fit=a.fit_encoder)
+                             encoder_fit=not a.full_window)
     lines = read_manifest(a.lines, base, parse_formats(a.format, ("npz",)))
     workers = a.workers if a.workers is not None else (0 if a.ray else 1)
     try:
@@ -414,8 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep", metavar="MOTION.npz", help="an earlier generation of this audio: regenerate only --frames")
     g.add_argument("--frames", metavar="START:END", help="with --keep, the frames (at 25 fps) to regenerate")
     g.add_argument("--fit-encoder", action="store_true",
-                   help="encode audio under 30 s from only the frames it needs: much cheaper for short lines, "
-                        "but the features differ a little from the trained ones (docs/batch.md)")
+                   help="encode audio under 30 s from only the frames it needs, through the fit adapter: much "
+                        "cheaper for short lines, within 0.01 of the padded window on the lip-sync benchmark "
+                        "(docs/batch.md)")
     g.add_argument("--transcript", metavar="TEXT", help="the line's dialogue text: the mouth says its aligned phones "
                    "(falls back to the audio alone, with a warning, when the text doesn't fit the audio)")
     g.add_argument("--transcript-file", metavar="FILE", help="the dialogue text from a UTF-8 text file")
@@ -585,9 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--style", default=None, help="for lines without a style column")
     ba.add_argument("--emotion", action="append", metavar="NAME=INTENSITY", help="for lines without an emotion")
     ba.add_argument("--steps", type=int, default=None)
-    ba.add_argument("--fit-encoder", action="store_true",
-                    help="encode short lines from only the frames they need: much cheaper, but the features "
-                         "differ a little from the trained ones (docs/batch.md)")
+    ba.add_argument("--full-window", action="store_true",
+                    help="encode short lines in Whisper's padded 30 s window, as `generate` and the panel do and "
+                         "the model was trained, instead of from only the frames they need through the fit "
+                         "adapter (about 6x the encoder's cost; docs/batch.md)")
+    ba.add_argument("--fit-encoder", action="store_true", help=argparse.SUPPRESS)  # was opt-in; now the default
     ba.add_argument("--force", action="store_true", help="render every line, done or not")
     ba.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ba.add_argument("--fbx", nargs="?", const="", default=None, metavar="RIG.blend",

@@ -14,7 +14,7 @@ from model_core.batch.run import RESULTS, run_batch
 from model_core.cli import main
 from model_core.inference.options import GenerationOptions
 
-FAST = GenerationOptions(encoder_fit=True)  # the bookkeeping under test doesn't need the full encoder
+FAST = GenerationOptions(encoder_fit=True)  # as `lalia batch` does: the bookkeeping needs no 30 s window
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_csv_with_a_bad_line_and_the_exit_code(clips, tmp_path):
         f"d,{clips}/line_00002.wav,,,joy=2,,,\n"
         f"e,{clips}/line_00002.wav,,,,,,csv\n")
     out = tmp_path / "out"
-    rc = main(["batch", str(manifest), "--out", str(out), "--fit-encoder", "-q"])
+    rc = main(["batch", str(manifest), "--out", str(out), "-q"])
     assert rc == 1
     r = results(out)
     assert list(r) == ["a", "b", "c", "d", "e"]
@@ -137,22 +137,49 @@ def test_emotion_parsing():
             parse_emotion(bad)
 
 
-def test_encoder_fit_is_off_by_default_and_close(generator, sample_audio):
-    """encoder_fit changes the features only a little on a short line, and only when asked."""
-    line = sample_audio[16000: 5 * 16000]
-    enc = generator.encoder
-    full, fit = enc.encode(line, 100), enc.encode(line, 100, fit=True)
-    cos = (full * fit).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(fit, axis=1)
-    assert 0.95 < cos.mean() < 1.0
+def test_encoder_fit_adapter_brings_the_features_closer(generator, sample_audio):
+    """Fitted (`lalia batch`'s default), a short line is encoded from only the frames it needs, and
+    the fit adapter moves those features towards the padded window's (the trained input) on lines
+    it never trained on: the bundled recording's, cut 2-7 s long. Off (`generate`'s and the
+    panel's default), the features are the padded 30 s window's, bit for bit."""
+    from model_core.model.speech_encoder import FitAdapter, load_fit_adapter
     assert GenerationOptions().encoder_fit is False
-    # the default is still the zero-padded 30 s window, bit for bit
-    import torch
+    enc = generator.encoder
+    assert isinstance(enc.adapter, FitAdapter), "the shipped fit adapter should load with the encoder"
 
+    def cosine(a, b):
+        return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).mean())
+    adapter, closer = enc.adapter, []
+    for start, seconds in ((0.5, 2.0), (3.0, 4.0), (8.0, 7.0), (16.0, 3.0)):
+        line = sample_audio[int(start * 16000): int((start + seconds) * 16000)]
+        full = enc.encode(line)
+        try:
+            enc.adapter = None
+            raw = enc.encode(line, fit=True)
+        finally:
+            enc.adapter = adapter
+        adapted = enc.encode(line, fit=True)
+        assert raw.shape == adapted.shape == full.shape
+        closer.append((cosine(adapted, full), cosine(raw, full),
+                       float(((adapted - full) ** 2).mean()), float(((raw - full) ** 2).mean())))
+    c = np.array(closer)
+    assert (c[:, 0] > c[:, 1]).all() and (c[:, 2] < c[:, 3]).all(), closer
+    assert c[:, 0].min() > 0.965
+    # an untrained adapter is the identity (its residual starts at zero)
+    x, pos = np.random.default_rng(0).normal(size=(1, 30, 384)), np.zeros((1, 30, FitAdapter.N_POS))
+    import torch
+    with torch.no_grad():
+        y = FitAdapter()(torch.tensor(x, dtype=torch.float32), torch.tensor(pos, dtype=torch.float32))
+    np.testing.assert_allclose(y.numpy(), x, atol=1e-6)
+    with pytest.raises(Exception, match="adapter unreadable"):
+        load_fit_adapter(Path(__file__))
+    # the full window is still the zero-padded 30 s window, bit for bit
     from model_core.model.speech_encoder import log_mel, resample_features
+    line = sample_audio[16000: 5 * 16000]
     with torch.inference_mode():
         padded = torch.from_numpy(np.pad(line, (0, 480000 - len(line))))[None]
         f50 = enc.model(log_mel(padded))[0].numpy()[: len(line) // 320]
-    np.testing.assert_array_equal(full, resample_features(f50, 100))
+    np.testing.assert_array_equal(enc.encode(line, 100), resample_features(f50, 100))
 
 
 def test_ray_cluster_gives_the_same_bytes(clips, tmp_path):

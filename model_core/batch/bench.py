@@ -46,9 +46,11 @@ def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), w
                 baseline_lines: int | None = None, out_json: str | None = None) -> dict:
     """Time, on `n` lines cut from the sample, in this process at `threads` torch threads
     (default: all cores): `loop` the plain generate-and-save loop (on `baseline_lines`, default
-    all, after one warm-up line), `batch` the batch in this process, `fit` the same with
-    encoder_fit; `workers` / `fit-workers` the batch in `workers` local processes of one thread;
-    `ray` as fit-workers, on Ray actors (`--ray auto`: a local cluster unless one is running).
+    all, after a warm-up line), each line with the padded 30 s window as before the fitted
+    encoder (`loop`) and with the default fitted encoding (`loop_fit`), in turn; `batch` the batch in this process with the padded window, `fit` the same with the
+    default fitted encoder (encoder_fit); `workers` / `fit-workers` those in `workers` local
+    processes of one thread; `ray` as fit-workers, on Ray actors (`--ray auto`: a local cluster
+    unless one is running).
     The batch timings include loading the model (once per process) and starting Ray."""
     import torch
 
@@ -69,20 +71,30 @@ def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), w
         lines = read_manifest(manifest)
         report["audio_seconds"] = round(sum(len(load_audio(ln.audio)) for ln in lines) / 16000, 1)
         if "loop" in configs:
+            # the plain generate-and-save loop, each line with the padded 30 s window (as before the
+            # fitted encoder) and with the default fitted encoding, in turn, so both see the same load
             k = min(n, baseline_lines or n)
             gen = load_generator()
             gen.generate(str(lines[0].audio))  # warm: the first call pays one-off costs
-            t0, enc, cpu0 = time.perf_counter(), 0.0, time.process_time()
+            gen.generate(str(lines[0].audio), encoder_fit=False)
+            for name, fit in (("loop", False), ("loop_fit", True)):
+                report[name] = {"lines": k, "workers": 1, "threads": threads, "encoder_fit": fit,
+                                "seconds": 0.0, "cpu": 0.0, "encoder": 0.0}
             for ln in lines[:k]:
-                g = gen.generate(str(ln.audio), ln.options)
-                enc += g.timings.encoder
-                g.motion.save(tmp / "loop" / f"{ln.id}.npz")
-            dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-            report["loop"] = {"lines": k, "workers": 1, "threads": threads, "seconds": round(dt, 2),
-                              "cpu_s_per_line": round(cpu / k, 4),
-                              "projected_lines_per_s_idle": round(k / cpu, 2) if threads == 1 else None,
-                              "lines_per_s": round(k / dt, 2), "s_per_line": round(dt / k, 4),
-                              "encoder_share": round(enc / dt, 3)}
+                for name, fit in (("loop", False), ("loop_fit", True)):
+                    r = report[name]
+                    t0, cpu0 = time.perf_counter(), time.process_time()
+                    g = gen.generate(str(ln.audio), ln.options, encoder_fit=fit)
+                    g.motion.save(tmp / name / f"{ln.id}.npz")
+                    r["seconds"] += time.perf_counter() - t0
+                    r["cpu"] += time.process_time() - cpu0
+                    r["encoder"] += g.timings.encoder
+            for name in ("loop", "loop_fit"):
+                r = report[name]
+                dt, cpu, enc = r.pop("seconds"), r.pop("cpu"), r.pop("encoder")
+                r.update(seconds=round(dt, 2), cpu_s_per_line=round(cpu / k, 4),
+                         projected_lines_per_s_idle=round(k / cpu, 2) if threads == 1 else None,
+                         lines_per_s=round(k / dt, 2), s_per_line=round(dt / k, 4), encoder_share=round(enc / dt, 3))
         runs = {"batch": (False, 1, threads), "fit": (True, 1, threads), "workers": (False, workers, 1),
                 "fit-workers": (True, workers, 1), "ray": (True, workers, 1)}
         for name in (c for c in CONFIGS if c in configs and c in runs):

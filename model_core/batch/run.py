@@ -166,7 +166,13 @@ def run_batch(lines: list[Line], out: Path, *, workers: int = 1, ray: str | None
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out):
         return _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, force, stream,
-                    weights_sha256(checkpoint))
+                    weights_sha256(checkpoint), _fit_adapter_sha256())
+
+
+def _fit_adapter_sha256() -> str:
+    """The fit adapter's bytes decide fitted lines' motion as much as the model's weights do."""
+    from ..model.speech_encoder import FIT_ADAPTER_PATH
+    return file_sha256(FIT_ADAPTER_PATH) if FIT_ADAPTER_PATH.is_file() else "none"
 
 
 @contextmanager
@@ -193,7 +199,8 @@ def remove_stale_parts(out: Path) -> None:
             stale.unlink()
 
 
-def _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, force, stream, model) -> Summary:
+def _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, force, stream, model,
+         fit_adapter) -> Summary:
     t0 = time.perf_counter()
     remove_stale_parts(out)
     journal = Journal(out / RESULTS)
@@ -215,7 +222,8 @@ def _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, fo
             try:
                 rec["audio_sha256"] = file_sha256(ln.audio)
                 style_sha = file_sha256(ln.style_file) if ln.style_file else None
-                rec["input_hash"] = input_hash(rec["audio_sha256"], ln.options, model, threads, style_sha)
+                weights = f"{model}+fit:{fit_adapter}" if ln.options.encoder_fit else model
+                rec["input_hash"] = input_hash(rec["audio_sha256"], ln.options, weights, threads, style_sha)
             except OSError as e:
                 ln.error = f"can't read {ln.audio}: {e}"
         if ln.error is not None:

@@ -13,6 +13,8 @@ and, to see where the model's mouth loses detail, the model's intermediate mouth
 - model_words_prior: the content prior's neutral decoding (what the face does for the words
   alone before the denoiser; the closure layer holds the lips to it);
 - model_average_style: the average talking style instead of the voice-matched identity;
+- model_fit: the fitted encoding `lalia batch` uses (`encoder_fit`: Whisper on only the frames
+  the line needs, through the fit adapter) instead of the padded 30 s window;
 - model_transcript (with --transcript): the model given the clip's transcript (docs/transcript.md).
 Metrics are pooled over all clips (every phone weighs the same), over the dev and held-out
 speakers apart, per source package, and per clip.
@@ -62,7 +64,8 @@ def words_prior(generator, audio: np.ndarray) -> Motion:
 
     from ..inference.features import load_features
     with torch.inference_mode():
-        _, feats, _, _ = load_features(audio, generator.encoder, generator.fps)
+        from ..inference.options import GenerationOptions
+        _, feats, _, _ = load_features(audio, generator.encoder, generator.fps, fit=GenerationOptions().encoder_fit)
         f = torch.from_numpy(feats).to(generator.device)[None]
         model = generator.model
         prior = model.prior(f, model.neutral_code().expand(1, f.shape[1], -1))[0]
@@ -128,6 +131,7 @@ def evaluate_lipsync(generator, set_dir, manifest=None, emotions: bool = False, 
         "model_no_hold": lambda c: generator.generate(c["audio16k"], seed=0, hold_closures=False).motion,
         "model_words_prior": lambda c: words_prior(generator, c["audio16k"]),
         "model_average_style": lambda c: generator.generate(c["audio16k"], seed=0, style="average").motion,
+        "model_fit": lambda c: generator.generate(c["audio16k"], seed=0, encoder_fit=True).motion,
     }
     if transcript:
         systems["model_transcript"] = lambda c: generator.generate(c["audio16k"], seed=0,

@@ -50,9 +50,12 @@ class GenerationOptions:
         for models with a phone path, the content prior the per-frame phones. Text that does
         not fit the audio (another line, another language) is left out with a warning in
         `Generation.info["warnings"]`; None, "" or whitespace: the audio alone.
-    encoder_fit: encode audio shorter than 30 s from only the frames it needs, not a padded
-        30 s window (`SpeechEncoder.encode(fit=True)`): short lines cost a fraction, but the
-        features differ from those the model was trained on; off by default (docs/batch.md).
+    encoder_fit: encode audio shorter than 30 s from only the frames it needs (rounded up to a
+        second), not a zero-padded 30 s window, and pass the features through the fit adapter
+        that maps them to the padded window's (`SpeechEncoder.encode(fit=True)`): a short line's
+        encoder cost follows its length. Off by default here (the padded window the models were
+        trained on, bit for bit); `lalia batch` turns it on (docs/batch.md has the cost and the
+        measured difference on the real-speech benchmark).
     """
     emotion: Any = None
     emotion_from_voice: bool = False

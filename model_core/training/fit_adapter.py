@@ -42,6 +42,8 @@ class FitAdapterConfig:
     steps: int = 3000
     batch: int = 16
     lr: float = 1e-3
+    hidden: int = 256
+    kernel: int = 5
     seed: int = 0
 
 
@@ -151,7 +153,7 @@ def train_adapter(corpora: list, run, out, cfg: FitAdapterConfig | None = None, 
     val = _cached_pairs(run, corpora, "val", cfg.clips_val, cfg.seed + 1, encoder, progress)
     encode_minutes = (time.time() - t0) / 60
     scale = train["full"].astype(np.float32).std(0) + 1e-3
-    adapter = FitAdapter()
+    adapter = FitAdapter(hidden=cfg.hidden, kernel=cfg.kernel)
     adapter.scale.copy_(torch.from_numpy(scale))
     adapter.train()
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)

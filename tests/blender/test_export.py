@@ -23,7 +23,7 @@ def batch_out(tmp_path_factory, sample_audio):
         sf.write(root / f"l{i}.wav", sample_audio[int(a * 16000):int(b * 16000)], 16000)
         rows.append(f"line{i},l{i}.wav,{i}")
     (root / "lines.csv").write_text("\n".join(rows) + "\n")
-    assert main(["batch", str(root / "lines.csv"), "--out", str(root / "out"), "--fit-encoder", "-q"]) == 0
+    assert main(["batch", str(root / "lines.csv"), "--out", str(root / "out"), "-q"]) == 0
     return root / "out"
 
 
@@ -84,7 +84,7 @@ def test_export_round_trip_resume_and_timing(batch_out):
     assert {k: r["status"] for k, r in _records(out).items()} == {"line0": "skipped", "line1": "ok", "line2": "skipped"}
     # `batch --fbx` chains the export into OUT/export: here every line of both is done already
     manifest = batch_out.parent / "lines.csv"
-    assert main(["batch", str(manifest), "--out", str(batch_out), "--fit-encoder", "-q", "--fbx"]) == 0
+    assert main(["batch", str(manifest), "--out", str(batch_out), "-q", "--fbx"]) == 0
     assert {r["status"] for r in _records(out).values()} == {"skipped"}
     print(f"export: 3 lines {first_run:.2f} s (Blender per line: "
           f"{[r['timings']['blender'] for r in recs.values()]}), rerun {rerun:.2f} s")
