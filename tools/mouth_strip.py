@@ -2,12 +2,13 @@
 """A close-up strip of the mouth on a real clip: the bundled head rendered with Blender's
 Workbench (bpy) at the clip's bilabial frames (/p b m/, mid-phone) and open-vowel frames
 (/aa ae ao aw ay/), one row per system: the shipped model from the audio alone, with the
-clip's transcript, and the procedural animator on the reference alignment (the upper reference).
+clip's transcript, optionally under an emotion at intensity 1 (`--emotion`), and the procedural
+animator on the reference alignment (the upper reference).
 
 The head is the add-on's own (`lalia.add_demo_head` in the built extension, installed as users
 install it: tools/blender_session.py); the motions come from this checkout's model_core.
 
-Usage: python tools/mouth_strip.py EXTENSION_ZIP --set REALSPEECH_DIR --clip ID --out docs/mouth_strip.png
+Usage: python tools/mouth_strip.py EXTENSION_ZIP --set REALSPEECH_DIR --clip ID [--emotion NAME] --out PNG
 """
 import argparse
 import sys
@@ -34,6 +35,7 @@ def main():
     ap.add_argument("--set", required=True)
     ap.add_argument("--clip", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--emotion", help="add a row: the audio alone under this emotion at intensity 1")
     a = ap.parse_args()
     from blender_session import install_lalia
     bpy, _ = install_lalia(a.zip)
@@ -51,6 +53,8 @@ def main():
     with_text = gen.generate(clip["audio16k"], seed=0, transcript=clip["transcript"])
     rows = [("audio only", audio_only.motion),
             ("with transcript" + ("" if with_text.info["transcript"]["used"] else " (NOT USED)"), with_text.motion),
+            *([(f"{a.emotion}, audio only", gen.generate(clip["audio16k"], seed=0, emotion={a.emotion: 1.0}).motion)]
+              if a.emotion else []),
             ("animator (reference)", animator_motion(clip["phones"], _frames(clip), clip["audio16k"]))]
     frames = pick_frames(clip["phones"], len(audio_only.motion.values))
 

@@ -190,7 +190,8 @@ def summary():
     rows = [
         ("lips close on /p b m/, held-out synthetic voices", f"{s['bilabial_closure_pred']:.1%}"),
         ("lip vertex error (LVE) / the animator's own spread", f"{s['lve']} mm / {s['animator_spread_lve']} mm"),
-        ("largest closure drop under an emotion at intensity 1", f"{words[worst]['closure_drop_pct']:+.1f}% ({worst})"),
+        ("largest closure drop under an emotion at intensity 1",
+         f"{words[worst]['closure_drop_pct']:+.1f}% ({worst})" if words[worst]["closure_drop_pct"] > 0 else "none"),
         ("emotions recognised at intensity 1", f"{min(c['emotion_recognised'].values()):.0%}"),
         ("style follows a reference (same words): head / articulation / brows r",
          f"{same['head_motion_r']} / {same['articulation_r']} / {same['brow_activity_r']}"),
@@ -211,13 +212,18 @@ def lipsync():
            "rounding_contrast": "{:.3f}", "vowel_opening_mm": "{:.1f}"}
     names = {"model": "**shipped model** (no transcript)", "model_transcript": "shipped model with the transcript",
              "peer": "peer: pocketsphinx word recognition + visemes",
-             "animator": "the corpus animator on the true alignment (upper reference)"}
-    rows = [[names[k]] + [fmt[c].format(r["all"][k][c]) for c in cols] for k in names if k in r["all"]]
+             "animator": "animator on the true alignment (upper reference)"}
+    # openness r per phone token, and in brackets per phone type (docs/lipsync_benchmark.md, round 3)
+    def cell(k, c):
+        text = fmt[c].format(r["all"][k][c])
+        return text + f" ({r['diagnostics'][k]['openness_r_per_phone_type']:.3f})" if c == "openness_r" else text
+    rows = [[names[k]] + [cell(k, c) for c in cols] for k in names if k in r["all"]]
     rows.append(["target"] + [r["targets"][c].replace("|lag| <= 20", "within ±20").replace(">=", "≥")
                               for c in cols])
     out = [f"{st['clips']} real clips, {st['minutes']:.1f} min, {st['speakers']} speakers from registry packages "
            f"({r['all']['model']['bilabials']} /p b m/, {r['all']['model']['phones']:,} phones):", ""]
-    return "\n".join(out + table(["system", "closure", "openness r", "lag ms", "rounding", "vowel opening mm"], rows))
+    return "\n".join(out + table(["system", "closure", "openness r (per type)", "lag ms", "rounding", "vowel opening mm"],
+                                 rows))
 
 
 TABLES = {"quality": quality, "distillation": distillation, "controls": controls, "speed": speed}

@@ -46,11 +46,12 @@ def bench_batch(n: int, threads: int | None = None, configs=("loop", "batch"), w
                 baseline_lines: int | None = None, out_json: str | None = None) -> dict:
     """Time, on `n` lines cut from the sample, in this process at `threads` torch threads
     (default: all cores): `loop` the plain generate-and-save loop (on `baseline_lines`, default
-    all, after a warm-up line), each line with the padded 30 s window as before the fitted
-    encoder (`loop`) and with the default fitted encoding (`loop_fit`), in turn; `batch` the batch in this process with the padded window, `fit` the same with the
-    default fitted encoder (encoder_fit); `workers` / `fit-workers` those in `workers` local
-    processes of one thread; `ray` as fit-workers, on Ray actors (`--ray auto`: a local cluster
-    unless one is running).
+    all, after a warm-up line), each line with the padded 30 s window (`loop`, as before the
+    fitted encoder) and with the fitted encoding (`loop_fit`), in turn; `batch` the batch in
+    this process with the padded window, `fit` the same with the fitted encoding (encoder_fit,
+    `lalia batch`'s default); `workers` / `fit-workers` those in `workers` local processes of one
+    thread; `ray` as fit-workers, on Ray actors (`--ray auto`: a local cluster unless one is
+    running).
     The batch timings include loading the model (once per process) and starting Ray."""
     import torch
 
