@@ -222,8 +222,8 @@ def lipsync():
                               for c in cols])
     out = [f"{st['clips']} real clips, {st['minutes']:.1f} min, {st['speakers']} speakers from registry packages "
            f"({r['all']['model']['bilabials']} /p b m/, {r['all']['model']['phones']:,} phones):", ""]
-    return "\n".join(out + table(["system", "closure", "openness r (per type)", "lag ms", "rounding", "vowel opening mm"],
-                                 rows))
+    header = ["system", "closure", "openness r (per type)", "lag ms", "rounding", "vowel opening mm"]
+    return "\n".join(out + table(header, rows))
 
 
 TABLES = {"quality": quality, "distillation": distillation, "controls": controls, "speed": speed}
