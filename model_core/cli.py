@@ -257,7 +257,9 @@ def cmd_eval_lipsync(a):
     set_dir = Path(a.set)
     if not (set_dir / "audio").is_dir():
         raise LaliaError(f"{set_dir} holds no clip set: python -m model_core realspeech build --out {set_dir}")
+    from .model.speech_encoder import FIT_ADAPTER_PATH
     report = {"checkpoint": str(a.checkpoint or "default"), "checkpoint_sha256": weights_sha256(a.checkpoint),
+              "fit_adapter_sha256": weights_sha256(FIT_ADAPTER_PATH),  # model_fit's encoding
               "manifest": str(Path(a.manifest or MANIFEST_IN_REPO).name),
               **evaluate_lipsync(load_generator(a.checkpoint), set_dir, a.manifest, emotions=a.emotions,
                                  progress=lambda msg: print(msg, file=sys.stderr, flush=True),

@@ -192,6 +192,8 @@ def test_the_committed_benchmark_report_is_for_the_shipped_model_and_every_clip(
     r = json.loads((MANIFEST_IN_REPO.parents[2] / "docs" / "lipsync_real.json").read_text())
     manifest = json.loads(MANIFEST_IN_REPO.read_text())
     assert r["checkpoint_sha256"] == weights_sha256(), "lipsync_real.json was measured on other weights: re-run it"
+    from model_core.model.speech_encoder import FIT_ADAPTER_PATH
+    assert r["fit_adapter_sha256"] == weights_sha256(FIT_ADAPTER_PATH), "model_fit used another fit adapter: re-run it"
     assert r["targets"] == TARGETS
     assert len(r["per_clip"]) == r["set"]["clips"] == len(manifest["clips"])
     assert {c["id"] for c in r["per_clip"]} == {c["id"] for c in manifest["clips"]}

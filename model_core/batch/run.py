@@ -171,8 +171,9 @@ def run_batch(lines: list[Line], out: Path, *, workers: int = 1, ray: str | None
 
 def _fit_adapter_sha256() -> str:
     """The fit adapter's bytes decide fitted lines' motion as much as the model's weights do."""
+    from ..model.checkpoint import weights_sha256
     from ..model.speech_encoder import FIT_ADAPTER_PATH
-    return file_sha256(FIT_ADAPTER_PATH) if FIT_ADAPTER_PATH.is_file() else "none"
+    return weights_sha256(FIT_ADAPTER_PATH) if FIT_ADAPTER_PATH.is_file() else "none"
 
 
 @contextmanager
