@@ -95,14 +95,16 @@ def encoding_pairs(corpora: list, split: str, n: int, seed: int, encoder: Speech
 
 
 def _cached_pairs(run: Path, corpora: list, split: str, n: int, seed: int, encoder, progress) -> dict:
+    """`encoding_pairs`, kept in `run` and reused while the corpora, split, count and seed match."""
     path = run / f"pairs_{split}.npz"
+    key = json.dumps({"corpora": [Path(c).name for c in corpora], "split": split, "n": n, "seed": seed})
     if path.is_file():
         with np.load(path, allow_pickle=False) as d:
-            if len(d["samples"]) == n:
-                return dict(d)
+            if "key" in d and str(d["key"]) == key:
+                return {k: d[k] for k in d.files if k != "key"}
     pairs = encoding_pairs(corpora, split, n, seed, encoder, progress)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **pairs)
+    np.savez(tmp, key=np.array(key), **pairs)
     tmp.replace(path)
     return pairs
 
@@ -126,7 +128,8 @@ def _batch(pairs: dict, idx: np.ndarray, scale: np.ndarray) -> tuple[torch.Tenso
 
 
 def _error(adapter: FitAdapter, pairs: dict, scale: np.ndarray) -> dict:
-    """Standardised MSE and mean cosine to the padded-window features, adapted and raw."""
+    """Standardised MSE and mean cosine to the padded-window features, adapted and raw, averaged
+    over stretches (a short line counts as much as a long one)."""
     out = {"mse": [], "mse_raw": [], "cos": [], "cos_raw": []}
     off = pairs["offsets"]
     adapter.eval()
@@ -143,6 +146,8 @@ def _error(adapter: FitAdapter, pairs: dict, scale: np.ndarray) -> dict:
 
 
 def train_adapter(corpora: list, run, out, cfg: FitAdapterConfig | None = None, progress=None) -> Path:
+    """Encode the pairs (or reuse them from `run`), train the adapter, write it to `out` and the
+    report (config, validation error, loss history) to `run/report.json`."""
     cfg = cfg or FitAdapterConfig()
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
