@@ -20,10 +20,15 @@ def generator(checkpoint: str | None = None):
 
 
 def preset_descriptions() -> dict:
-    """Style presets of the default model (read from its manifest, without loading torch)."""
+    """Style presets of the default model, from its manifest's JSON alone: the checkpoint reader
+    imports torch, most of the add-on's start (1.7 s of 2.5 s), and the panel only needs these
+    labels; Generate checks the whole manifest before it loads the model."""
+    import json
+
+    from .model_core.base.assets import DEFAULT_MODEL
     try:
-        from .model_core.model.checkpoint import DEFAULT_CHECKPOINT, read_manifest
-        return dict(read_manifest(DEFAULT_CHECKPOINT).get("style_presets", {}))
+        presets = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text()).get("style_presets", {})
+        return {str(k): str(v) for k, v in presets.items()} if isinstance(presets, dict) else {}
     except Exception:  # a broken install shows no presets; Generate reports the real error
         return {}
 

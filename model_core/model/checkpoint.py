@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..base.assets import ASSET_DIR
+from ..base.assets import DEFAULT_MODEL
 from ..base.errors import LaliaError
 from ..base.files import atomic_write
 from .manifest import validate_manifest, validate_tensors
@@ -21,7 +21,7 @@ from .networks import LaliaModel
 log = logging.getLogger(__name__)
 FORMAT = "lalia-checkpoint"
 FORMAT_VERSION = 2  # 2: AD-VAE emotion codes, content prior, identity library
-DEFAULT_CHECKPOINT = ASSET_DIR / "default_model.safetensors"
+DEFAULT_CHECKPOINT = DEFAULT_MODEL
 REQUIRED_KEYS = ("format", "format_version", "channels", "fps", "model", "norm_mean", "norm_std",
                  "emotions", "sampler")
 

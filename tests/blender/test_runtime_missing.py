@@ -105,3 +105,27 @@ def test_zip_names_agree_with_the_build():
     assert set(build_addon.PYTHONS) == {f"{a}.{b}" for a, b in engine.ZIP_SPANS}
     assert engine.zip_for_this_blender() == build_addon.zip_name("linux-x64", f"{sys.version_info[0]}."
                                                                               f"{sys.version_info[1]}")
+
+
+ENABLE = r"""
+import json, os, sys, tempfile
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp()
+import bpy
+bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
+presets = bpy.context.scene.lalia.bl_rna.properties["style_preset"].enum_items.keys()
+print("RESULT " + json.dumps({"torch": "torch" in sys.modules, "presets": list(presets)}))
+"""
+
+
+def test_enabling_the_addon_leaves_torch_for_the_first_generate(lean_zip, tmp_path):
+    """Registering reads the style presets from the model's manifest as plain JSON: importing
+    torch there made every Blender start (and every `lalia export` child) 1.7 s slower."""
+    from model_core.model.checkpoint import read_manifest
+    r = subprocess.run([sys.executable, "-c", ENABLE, str(lean_zip)], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+    assert lines, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(lines[0][7:])
+    assert res["torch"] is False
+    shipped = list(read_manifest(ROOT / "model_core" / "assets" / "default_model.safetensors")["style_presets"])
+    assert shipped and res["presets"] == ["AUTO", "NONE", *shipped, "REFERENCE"]
