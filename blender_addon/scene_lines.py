@@ -34,18 +34,6 @@ def target_for(strip, rows, fallback):
     return fallback
 
 
-def _emotion(text: str) -> dict:
-    from .model_core.base.errors import LaliaError
-    out = {}
-    for part in filter(None, (p.strip() for p in str(text).split(";"))):
-        name, _, value = part.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise LaliaError(f"lalia_emotion '{text}': write it as happy=0.6;sad=0.2") from None
-    return out
-
-
 def strip_transcript(strip, from_name: bool) -> str | None:
     """A sound strip's dialogue text: its `lalia_transcript` property, else (when the panel says
     so) its name."""
@@ -59,7 +47,8 @@ def strip_options(base, strip, from_name: bool = False):
     line's, so a strip has only its own."""
     changes = {"transcript": strip_transcript(strip, from_name)}
     if "lalia_emotion" in strip:
-        changes["emotion"] = _emotion(strip["lalia_emotion"]) or None
+        from .model_core.inference.options import parse_emotion
+        changes["emotion"] = parse_emotion(str(strip["lalia_emotion"])) or None
     if "lalia_style" in strip:
         changes["style"] = str(strip["lalia_style"])
     if "lalia_seed" in strip:

@@ -7,6 +7,7 @@ from .vocabulary import FPS, SAMPLE_RATE
 
 HEAD_SMOOTHING_FRAMES = 1.0  # the head never moves faster than this smoothing lets it
 LOUD = 0.9  # a syllable this loud (x the utterance's 95th-percentile RMS) is emphasised
+SPEECH_ENERGY = 0.1  # frames at least this loud (same scale) are speech; quieter ones are a pause
 
 
 def gaussian_smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:

@@ -266,10 +266,8 @@ def _export(lines, out, rig, formats, addon, workers, force, progress, stream) -
 
     def finish(rec: dict) -> None:  # called from this thread only: the journal, bar and counts are not thread-safe
         journal.append(rec)
-        setattr(summary, rec["status"], getattr(summary, rec["status"]) + 1)
-        if rec["status"] == "failed":
-            summary.failures.append((rec["id"], rec["error"]))
-        elif rec["status"] == "ok" and (rec.get("timings") or {}).get("blender") is not None:
+        summary.count(rec)
+        if rec["status"] == "ok" and (rec.get("timings") or {}).get("blender") is not None:
             summary.line_seconds.append(rec["timings"]["blender"])
         bar.update(rec["status"])
 

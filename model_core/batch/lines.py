@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base.errors import LaliaError
-from ..base.vocabulary import EMOTIONS
-from ..inference.options import GenerationOptions
+from ..inference.options import GenerationOptions, parse_emotion
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 FORMATS = ("npz", "csv")
@@ -38,27 +37,6 @@ class Line:
     error: str | None = None         # set: the line is reported failed and never run
     warnings: list[str] = field(default_factory=list)
     style_file: Path | None = None   # a reference-motion style: hashed with the inputs
-
-
-def parse_emotion(text) -> dict | None:
-    """'happy=0.6;sad=0.2' (or a JSON object in JSONL) -> {'happy': 0.6, 'sad': 0.2}."""
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return None
-    items = text.items() if isinstance(text, dict) else \
-        [p.split("=", 1) if "=" in p else (p, None) for p in re.split(r"[;,]", str(text)) if p.strip()]
-    out = {}
-    for name, value in items:
-        name = str(name).strip()
-        if name not in EMOTIONS:
-            raise LaliaError(f"unknown emotion {name!r}; choose from {', '.join(EMOTIONS)}")
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise LaliaError(f"emotion {name!r} needs an intensity between 0 and 1 (e.g. {name}=0.6)")
-        if not 0.0 <= v <= 1.0:
-            raise LaliaError(f"emotion {name}={v:g}: intensity must be between 0 and 1")
-        out[name] = v
-    return out
 
 
 def parse_formats(text, default: tuple[str, ...]) -> tuple[str, ...]:

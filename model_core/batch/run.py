@@ -128,6 +128,12 @@ class LineCounts:
     seconds: float = 0.0
     failures: list = field(default_factory=list)
 
+    def count(self, rec: dict) -> None:
+        """One line's record: its status counted, and a failure's reason kept."""
+        setattr(self, rec["status"], getattr(self, rec["status"]) + 1)
+        if rec["status"] == "failed":
+            self.failures.append((rec["id"], rec["error"]))
+
     def failure_lines(self, journal: str) -> list[str]:
         """The first 20 failures, one line each, and where the rest are."""
         lines = [f"  failed {i}: {why}" for i, why in self.failures[:20]]
@@ -212,9 +218,7 @@ def _run(lines, out, workers, ray, checkpoint, threads, send_audio, progress, fo
 
     def finish(rec: dict) -> None:
         journal.append(rec)
-        setattr(summary, rec["status"], getattr(summary, rec["status"]) + 1)
-        if rec["status"] == "failed":
-            summary.failures.append((rec["id"], rec["error"]))
+        summary.count(rec)
         bar.update(rec["status"])
 
     for ln in lines:

@@ -64,8 +64,7 @@ def words_prior(generator, audio: np.ndarray) -> Motion:
 
     from ..inference.features import load_features
     with torch.inference_mode():
-        from ..inference.options import GenerationOptions
-        _, feats, _, _ = load_features(audio, generator.encoder, generator.fps, fit=GenerationOptions().encoder_fit)
+        _, feats, _, _ = load_features(audio, generator.encoder, generator.fps)
         f = torch.from_numpy(feats).to(generator.device)[None]
         model = generator.model
         prior = model.prior(f, model.neutral_code().expand(1, f.shape[1], -1))[0]

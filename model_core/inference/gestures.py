@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base.signals import frame_energy, gaussian_smooth, loud_onsets, true_runs
+from ..base.signals import SPEECH_ENERGY, frame_energy, gaussian_smooth, loud_onsets, true_runs
 from ..base.vocabulary import FPS
 
 BLINKS_PER_MINUTE = 11.0  # with the blinks at pauses: about the corpus median of 18 a minute
@@ -63,7 +63,7 @@ def add_blinks(values: np.ndarray, channels, wav: np.ndarray, fps: float, seed: 
     if rate <= 0 or "eyeBlinkLeft" not in channels:
         return values
     T = len(values)
-    pauses = [(a / fps, b / fps) for a, b in true_runs(frame_energy(wav, T, fps=fps) < 0.1)]
+    pauses = [(a / fps, b / fps) for a, b in true_runs(frame_energy(wav, T, fps=fps) < SPEECH_ENERGY)]
     rng = np.random.default_rng([int(seed), 2])
     blink = blink_curve(blink_times(T / fps, BLINKS_PER_MINUTE * rate, pauses, rng), T, fps)
     for side in ("Left", "Right"):

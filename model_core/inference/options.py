@@ -8,11 +8,13 @@ than kept on a generator that other threads share.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..base.errors import LaliaError
 from ..base.motion import Motion
+from ..base.vocabulary import EMOTIONS
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +85,28 @@ class GenerationOptions:
         if unknown:
             raise LaliaError(f"Unknown generation option(s): {', '.join(unknown)}")
         return dataclasses.replace(self, **changes)
+
+
+def parse_emotion(text) -> dict | None:
+    """'happy=0.6;sad=0.2' (a manifest's emotion column, a sound strip's lalia_emotion; or a
+    JSON object in JSONL) -> {'happy': 0.6, 'sad': 0.2}; None for nothing."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    items = text.items() if isinstance(text, dict) else \
+        [p.split("=", 1) if "=" in p else (p, None) for p in re.split(r"[;,]", str(text)) if p.strip()]
+    out = {}
+    for name, value in items:
+        name = str(name).strip()
+        if name not in EMOTIONS:
+            raise LaliaError(f"unknown emotion {name!r}; choose from {', '.join(EMOTIONS)}")
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise LaliaError(f"emotion {name!r} needs an intensity between 0 and 1 (e.g. {name}=0.6)")
+        if not 0.0 <= v <= 1.0:
+            raise LaliaError(f"emotion {name}={v:g}: intensity must be between 0 and 1")
+        out[name] = v
+    return out
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base.motion import Motion
-from ..base.signals import frame_energy
+from ..base.signals import SPEECH_ENERGY, frame_energy
 from .amplitude import (
     articulation_activity,
     brow_raise,
@@ -25,8 +25,6 @@ from .amplitude import (
 from .closures import keep_closures
 from .gestures import add_blinks, add_brow_raises
 from .options import GenerationOptions
-
-SPEECH_ENERGY = 0.1  # frame loudness (of the line's 95th percentile) above which the voice sounds
 
 
 def apply_post_layers(values: np.ndarray, words_mouth: np.ndarray, channels: tuple[str, ...], fps: float,
