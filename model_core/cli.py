@@ -315,6 +315,13 @@ def cmd_disentangle(a):
     print(disentangle(a.checkpoint, a.corpus, a.out, cfg))
 
 
+def cmd_swap_emotions(a):
+    from .training.emotion_swap import EmotionSwapConfig, emotion_swap
+    cfg = EmotionSwapConfig(steps=a.iterations, batch=a.batch, lr=a.lr, p_swap=a.p_swap, w_mouth=a.w_mouth,
+                            all_mouths=a.all_mouths, threads=a.threads, max_minutes=a.max_minutes)
+    print(emotion_swap(a.checkpoint, a.corpus, a.out, cfg, half=a.half))
+
+
 def cmd_articulate(a):
     from .training.articulation import ArticulationConfig, articulate
     cfg = ArticulationConfig(steps=a.iterations, batch=a.batch, lr=a.lr, p_phones=a.p_phones, w_phone=a.w_phone,
@@ -530,6 +537,23 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--threads", type=int, default=0)
     ar.add_argument("--max-minutes", type=float, default=0.0)
     ar.set_defaults(func=cmd_articulate)
+
+    sw = sub.add_parser("swap-emotions", help="fine-tune a model's denoiser on windows whose emotion differs from "
+                        "their voice's, the mouth re-rendered by the animator (see training/emotion_swap.py)")
+    sw.add_argument("checkpoint")
+    sw.add_argument("--corpus", action="append", required=True, help="a corpus folder; repeat to mix corpora")
+    sw.add_argument("--out", required=True)
+    sw.add_argument("--iterations", type=int, default=1200)
+    sw.add_argument("--batch", type=int, default=16)
+    sw.add_argument("--lr", type=float, default=3e-4)
+    sw.add_argument("--p-swap", type=float, default=0.7, help="share of windows given another emotion")
+    sw.add_argument("--w-mouth", type=float, default=5.0, help="weight of the mouth taught from the animator")
+    sw.add_argument("--swapped-mouths-only", dest="all_mouths", action="store_false",
+                    help="teach only the swapped windows' mouth; the others keep the model's own")
+    sw.add_argument("--half", action="store_true", help="write float16 weights, as shipped")
+    sw.add_argument("--threads", type=int, default=0)
+    sw.add_argument("--max-minutes", type=float, default=0.0)
+    sw.set_defaults(func=cmd_swap_emotions)
 
     fa = sub.add_parser("fit-adapter", help="train the fitted encoder's adapter: a line's own encoding -> the "
                         "padded 30 s window's features (see training/fit_adapter.py)")

@@ -4,7 +4,9 @@
 `features/{split}/shard_NNNN.npz` (float16, 25 fps, aligned with the motion). `WindowSampler`
 draws DiffPoseTalk-style training examples: a window of `window` frames, its `prev` ground-truth
 previous frames, a style reference clip from another take of the same speaker, the per-frame
-emotion, random truncation with padded frames marked invalid.
+emotion, random truncation with padded frames marked invalid. With `swap_emotions`, some
+windows get another emotion than the one their voice was synthesized with, and the animator
+re-renders their mouth for it (`reanimated_mouth`): what the sliders do to real speech.
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ import torch
 
 from ..base.errors import LaliaError
 from ..base.phones import UNKNOWN_PHONE, phone_track
+from ..base.vocabulary import EMOTIONS, FPS, STYLE_FIELDS
+from .animator import Style, animate
 from .corpus import HOP, Corpus
+from .tts import Phone
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +59,12 @@ class SplitData:
     style: np.ndarray      # per take style parameters
     channels: tuple = ()   # motion channel names
     phones: np.ndarray | None = None  # F phone indices (base/phones.py; UNKNOWN_PHONE where none)
+    take_phones: list | None = None   # per take: its timed phones, (symbol, start s, end s, stressed)
 
 
 def load_split(corpus_root, split: str) -> SplitData:
     corpus = Corpus(corpus_root)
-    mot, fea, emo, spk, sty, pho, offs = [], [], [], [], [], [], [0]
+    mot, fea, emo, spk, sty, pho, timed, offs = [], [], [], [], [], [], [], [0]
     for shard in corpus.shards(split):
         fpath = corpus.root / "features" / split / shard.name
         if not fpath.exists():
@@ -73,21 +79,52 @@ def load_split(corpus_root, split: str) -> SplitData:
             lens = np.diff(d["frame_offsets"])
             labels = json.loads(str(d["labels"])) if "labels" in d else [{}] * len(lens)
             pho += [phone_track(lab.get("phones", []), int(n)).astype(np.int16) for lab, n in zip(labels, lens)]
+            timed += [[tuple(p) for p in lab.get("phones", [])] for lab in labels]
             offs += list(offs[-1] + np.cumsum(lens))
             spk += d["speaker"].tolist()
             sty += [corpus.styles[int(s)] for s in d["speaker"]]
     if not mot:
         raise LaliaError(f"Corpus {corpus.root} has no '{split}' shards")
     return SplitData(np.concatenate(mot), np.concatenate(fea), np.concatenate(emo),
-                     np.array(offs), np.array(spk), np.array(sty), corpus.channels, np.concatenate(pho))
+                     np.array(offs), np.array(spk), np.array(sty), corpus.channels, np.concatenate(pho), timed)
+
+
+# how far the animator's coarticulation reaches: a re-rendered span is drawn with this much
+# context each side, so it matches the take's own rendering inside the span
+REANIMATE_CONTEXT_S = 1.0
+
+
+def reanimated_mouth(phones: list, style: np.ndarray, start: int, stop: int, emotion: np.ndarray,
+                     channels, fps: float = FPS) -> np.ndarray:
+    """The animator's motion for frames [start, stop) of a take with timed `phones` (as stored in
+    a corpus shard's labels) and style parameters `style` (STYLE_FIELDS order), under the
+    constant emotion intensities `emotion` (8,): (stop - start) x len(channels). Only the mouth
+    and jaw are the words' and the emotion's alone; the rest (blinks, gaze, head, brows) is drawn
+    at random, as in any take."""
+    margin = int(round(REANIMATE_CONTEXT_S * fps))
+    t0 = (start - margin) / fps
+    t1 = (stop + margin) / fps
+    n = stop - start + 2 * margin
+    # phones cut at the context's edges (the animator's prosody reads frames inside it)
+    near = [Phone(p[0], max(p[1] - t0, 0.0), min(p[2] - t0, n / fps), bool(p[3]) if len(p) > 3 else False)
+            for p in phones if p[2] > t0 and p[1] < t1]
+    motion = animate(near, n, np.tile(np.asarray(emotion, np.float32), (n, 1)),
+                     Style(**dict(zip(STYLE_FIELDS, map(float, style)))), np.random.default_rng(0), fps=fps)
+    return motion.select(channels).values[margin:margin + stop - start]
 
 
 class WindowSampler:
     """Random training windows from one split, batches of speaker pairs (for NT-Xent)."""
 
     def __init__(self, data: SplitData, window: int, prev: int, mean: np.ndarray, std: np.ndarray,
-                 identities: dict[int, int] | None = None, seed: int = 0):
+                 identities: dict[int, int] | None = None, seed: int = 0, swap_emotions: float = 0.0):
+        """`swap_emotions`: the share of windows given another emotion (`swap_emotion`)."""
         self.d, self.N, self.P = data, window, prev
+        self.swap_emotions = swap_emotions
+        if swap_emotions and not (data.take_phones and any(data.take_phones)):
+            raise LaliaError("swapping emotions re-renders the mouth from the takes' phone timings; this corpus "
+                             "has none")
+        self.mouth = np.array([c.startswith(("jaw", "mouth")) for c in data.channels])
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
         self.rng = np.random.default_rng(seed)
         self.identities = identities or {}
@@ -127,6 +164,9 @@ class WindowSampler:
         if self.d.phones is not None:
             phones[:n] = self.d.phones[s:s + n]
         prev = norm(self.d.motion[s - self.P:s]) if has_prev else np.zeros((self.P, x.shape[1]), np.float32)
+        swapped = bool(self.swap_emotions) and self.rng.random() < self.swap_emotions
+        if swapped:
+            emotion[:] = self.swap_emotion(take, s - a, n, has_prev, x, prev)
         # style reference: another take of this speaker when there is one (no leakage)
         other = [t for t in takes if t != take] or [take]
         rt = other[int(self.rng.integers(len(other)))]
@@ -138,9 +178,28 @@ class WindowSampler:
         ref_valid = np.zeros(self.N, bool)
         ref_valid[:rn] = True
         return dict(x0=x, audio=audio, emotion=emotion, emotion_known=bool(emotion[:n].sum() > 0),
-                    valid=valid, phones=phones, prev=prev,
+                    valid=valid, phones=phones, prev=prev, swapped=swapped,
                     has_prev=has_prev, ref=ref, ref_valid=ref_valid, speaker=speaker,
                     identity=self.identities.get(speaker, -1), style_params=self.d.style[take])
+
+    def swap_emotion(self, take: int, start: int, n: int, has_prev: bool, x: np.ndarray,
+                     prev: np.ndarray) -> np.ndarray:
+        """Give frames [start, start + n) of `take` (and their previous frames) another emotion
+        than their voice's: one of the eight at a random intensity, held over the window. The
+        animator re-renders the mouth and jaw for it, in place in `x` and `prev`; the rest of
+        the face keeps the take's. Returns the emotion intensities (8,)."""
+        own = int(np.argmax(self.d.emotion[self.d.offsets[take] + start]))
+        k = int(self.rng.choice([e for e in range(len(EMOTIONS)) if e != own]))
+        emotion = np.zeros(len(EMOTIONS), np.float32)
+        emotion[k] = 1.0 if EMOTIONS[k] == "neutral" else self.rng.uniform(0.4, 1.0)
+        first = start - self.P if has_prev else start
+        mouth = reanimated_mouth(self.d.take_phones[take], self.d.style[take], first, start + n, emotion,
+                                 self.d.channels)[:, self.mouth]
+        norm = lambda v, cols: (v - self.mean[cols]) / self.std[cols]
+        x[:n, self.mouth] = norm(mouth[len(mouth) - n:], self.mouth)
+        if has_prev:
+            prev[:, self.mouth] = norm(mouth[:self.P], self.mouth)
+        return emotion
 
     def batch(self, size: int) -> dict[str, torch.Tensor]:
         spk = self.rng.choice(self.speakers, size=max(1, size // 2), replace=len(self.speakers) < size // 2)

@@ -31,11 +31,11 @@ from ..base.signals import true_runs
 
 CLOSED_MM = 2.0           # inner lip gap under which the lips count as closed
 MAX_CLOSURE_FRAMES = 10   # 0.4 s at 25 fps: a bilabial closure lasts 60-200 ms; longer is rest
-FEATHER_FRAMES = 2        # the blend fades in and out over this many frames each side
 CLOSED_TARGET_MM = 0.5    # the gap `close_lips` closes an aligned bilabial to
-# an aligned bilabial's blend fades over 1 frame: its span is already the phone's whole length,
-# and 2 frames closed the neighbouring vowels enough to cost 0.06 of openness r (docs/transcript.md)
-ALIGNED_FEATHER_FRAMES = 1
+# the blend fades in and out over 1 frame each side: over 2, the neighbouring vowels took half
+# the words' neutral mouth, which cost 0.06 of openness r with aligned bilabials
+# (docs/transcript.md) and 0.011 under surprised from the audio alone (docs/lipsync_benchmark.md)
+FEATHER_FRAMES = 1
 # the channels that open and close the lips (jaw and lip shapes); the expression channels
 # (smile, frown, press, stretch, sneer, brows, eyes) are the emotion's and are never touched
 ARTICULATION = ("jawOpen", "jawForward", "mouthClose", "mouthFunnel", "mouthPucker",
@@ -132,7 +132,7 @@ def keep_closures(values: np.ndarray, content: np.ndarray, channels, spans=None,
         inside = span_weights(runs, len(gap), 0) > 0
         target[inside] = close_lips(content[inside], channels)
     else:
-        a, target = span_weights(spans, len(gap), ALIGNED_FEATHER_FRAMES)[:, None], close_lips(content, channels)
+        a, target = span_weights(spans, len(gap))[:, None], close_lips(content, channels)
     cols = [tuple(channels).index(n) for n in ARTICULATION if n in channels]
     values[:, cols] = (1.0 - a) * values[:, cols] + a * target[:, cols]
     return values
