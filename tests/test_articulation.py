@@ -85,7 +85,7 @@ def test_the_shipped_model_reads_phones_and_audio_alone_is_its_audio_path():
     rounds = manifest["articulation"]
     assert model.cfg.n_phones == len(PHONES)
     assert [r["config"]["phones_only"] for r in rounds] == [True, False]
-    assert rounds[1]["corpora"] == ["articulation", "natural"] and rounds[1]["history"][-1]["step"] == 600
+    assert rounds[1]["corpora"] == ["articulation", "natural", "natural2"] and rounds[1]["history"][-1]["step"] == 600
     emb = model.content_prior.phone_embedding.weight
     assert emb[UNKNOWN_PHONE].abs().max() == 0 and emb[:UNKNOWN_PHONE].abs().max() > 0
     audio = torch.randn(1, 50, model.cfg.audio_dim)

@@ -89,3 +89,15 @@ def test_emotion_swap_trains_the_denoiser_only(tmp_path, tiny_corpus, train_conf
     rec = manifest["emotion_swap"][-1]
     assert len(manifest["emotion_swap"]) == 1 and rec["config"]["steps"] == 4 and rec["corpora"] == ["c"]
     assert rec["history"] == [] or rec["history"][-1]["step"] <= 4
+
+
+def test_the_shipped_model_went_through_the_emotion_swap():
+    """`make emotion-swap` is the shipped student's last training stage: its denoiser, after
+    the content prior's articulation rounds, on the synthetic corpus and both Kokoro folders."""
+    from model_core.model.checkpoint import DEFAULT_CHECKPOINT, read_manifest
+    manifest = read_manifest(DEFAULT_CHECKPOINT)
+    (rec,) = manifest["emotion_swap"]
+    assert rec["corpora"] == ["articulation", "natural", "natural2"]
+    assert rec["config"]["all_mouths"] and rec["config"]["p_swap"] == 0.7
+    assert rec["history"][-1]["step"] == rec["config"]["steps"] == 1200
+    assert rec["history"][-1]["swapped_mouth"] < rec["history"][0]["swapped_mouth"]
