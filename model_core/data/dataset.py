@@ -209,3 +209,20 @@ class WindowSampler:
             v = np.stack([np.asarray(it[k]) for it in items])
             out[k] = torch.from_numpy(v)
         return out
+
+
+def corpus_samplers(corpora: list, window: int, prev: int, manifest: dict, seed: int = 0,
+                    identities: dict[int, int] | None = None, swap_emotions: float = 0.0) -> list[WindowSampler]:
+    """A `WindowSampler` over each corpus's train split, normalised with the model's statistics
+    (its `manifest`), seeded `seed`, `seed + 1`, ...; a corpus whose motion channels differ from
+    the model's is refused."""
+    mean = np.array(manifest["norm_mean"], np.float32)
+    std = np.array(manifest["norm_std"], np.float32)
+    samplers = []
+    for i, corpus in enumerate(corpora):
+        data = load_split(corpus, "train")
+        if data.channels and tuple(data.channels) != tuple(manifest["channels"]):
+            raise LaliaError(f"{corpus}'s motion channels differ from the model's")
+        samplers.append(WindowSampler(data, window, prev, mean, std, identities, seed=seed + i,
+                                      swap_emotions=swap_emotions))
+    return samplers

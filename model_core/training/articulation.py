@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..base.errors import LaliaError
 from ..base.phones import UNKNOWN_PHONE
 from ..base.vocabulary import PHONES
-from ..data.dataset import WindowSampler, load_split
+from ..data.dataset import corpus_samplers
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.networks import LaliaModel
 from .train import LossHistory, Objective, TrainConfig, _lr, gradient_step
@@ -89,14 +89,10 @@ def articulate(checkpoint, corpora: list, out, cfg: ArticulationConfig | None = 
     model = with_phone_path(model)
     mean = np.array(manifest["norm_mean"], np.float32)
     std = np.array(manifest["norm_std"], np.float32)
-    samplers = []
-    for i, corpus in enumerate(corpora):
-        data = load_split(corpus, "train")
-        if data.channels and tuple(data.channels) != tuple(manifest["channels"]):
-            raise LaliaError(f"{corpus}'s motion channels differ from the model's")
-        if (data.phones == UNKNOWN_PHONE).all():
+    samplers = corpus_samplers(corpora, model.cfg.window, model.cfg.prev, manifest, cfg.seed)
+    for corpus, sampler in zip(corpora, samplers):
+        if (sampler.d.phones == UNKNOWN_PHONE).all():
             raise LaliaError(f"{corpus} has no phone timings: this stage learns from them")
-        samplers.append(WindowSampler(data, model.cfg.window, model.cfg.prev, mean, std, seed=cfg.seed + i))
     tcfg = TrainConfig(**{k: v for k, v in manifest["training"]["config"].items()
                           if k in TrainConfig.__dataclass_fields__})
     objective = Objective(model, tcfg, mean, std, manifest["channels"])

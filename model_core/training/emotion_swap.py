@@ -30,11 +30,9 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..base.errors import LaliaError
-from ..data.dataset import WindowSampler, load_split
+from ..data.dataset import corpus_samplers
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.diffusion import cosine_schedule, spaced_timesteps
 from .train import LossHistory, TrainConfig, _lr, _masked_mse, denoiser_conditions, gradient_step
@@ -66,16 +64,8 @@ def emotion_swap(checkpoint, corpora: list, out, cfg: EmotionSwapConfig | None =
     torch.manual_seed(cfg.seed)
     model, manifest, extra = load_checkpoint(checkpoint)
     before = copy.deepcopy(model).eval()
-    mean = np.array(manifest["norm_mean"], np.float32)
-    std = np.array(manifest["norm_std"], np.float32)
     ids = {int(s): i for i, s in enumerate(manifest.get("identities", []))}
-    samplers = []
-    for i, corpus in enumerate(corpora):
-        data = load_split(corpus, "train")
-        if tuple(data.channels) != tuple(manifest["channels"]):
-            raise LaliaError(f"{corpus}'s motion channels differ from the model's")
-        samplers.append(WindowSampler(data, model.cfg.window, model.cfg.prev, mean, std, ids, seed=cfg.seed + i,
-                                      swap_emotions=cfg.p_swap))
+    samplers = corpus_samplers(corpora, model.cfg.window, model.cfg.prev, manifest, cfg.seed, ids, cfg.p_swap)
     mouth = torch.from_numpy(samplers[0].mouth)
     # a model that samples with classifier-free guidance keeps it: its windows see the
     # conditions dropped as in training, so every guidance branch learns the swap
