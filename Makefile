@@ -8,7 +8,7 @@ ENCODER := model_core/assets/whisper_tiny_en_encoder.safetensors
 APT_PKGS := espeak-ng libespeak-ng1 flite fortunes ffmpeg
 CORPUS ?= corpus/default
 
-.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus voices voices-check corpus-natural voices-benchmark distill disentangle articulate emotion-swap reports fit-adapter bench lipsync-bench fuzz edit-report clean
+.PHONY: setup system venv demo test test-blender5 test-blender-matrix addon addon-lean addon-all model corpus voices voices-check corpus-natural voices-benchmark distill disentangle corpus-articulation articulate emotion-swap reports fit-adapter bench lipsync-bench fuzz edit-report clean
 
 setup: system $(STAMP) $(ENCODER)
 
@@ -163,9 +163,13 @@ disentangle: setup
 # embedding alone trains, on its own 2 h corpus, so generation without a transcript stays
 # bit-identical; the teacher keeps its prior (it only teaches and is measured from audio)
 ART_CORPUS ?= corpus/articulation
-articulate: setup
+# the 2 h synthetic corpus of the articulation, emotion-swap and fit-adapter stages, built once,
+# with its speech features (cached: a rerun is quick)
+corpus-articulation: setup
 	test -f $(ART_CORPUS)/manifest.json || $(PY) -m model_core corpus build --hours 2 --out $(ART_CORPUS) --seed 0
 	$(PY) -m model_core features $(ART_CORPUS)
+
+articulate: corpus-articulation
 	$(MC) articulate $(DEFAULT_MODEL) --corpus $(ART_CORPUS) --phones-only --p-phones 1 --w-phone 0 --lr 2e-3 \
 	  --iterations 600 --half --out runs/articulate/default.safetensors
 	# then the whole content prior, on the synthetic corpus and natural (Kokoro) voices in turn
@@ -177,8 +181,7 @@ articulate: setup
 
 # the shipped student's denoiser on windows whose emotion is not their voice's, the mouth re-rendered
 # by the animator for it (training/emotion_swap.py), so the sliders move the emotion, not the words
-emotion-swap: setup
-	test -f $(ART_CORPUS)/manifest.json || $(PY) -m model_core corpus build --hours 2 --out $(ART_CORPUS) --seed 0
+emotion-swap: corpus-articulation
 	test -f $(NATURAL2)/manifest.json || $(MAKE) corpus-natural
 	$(MC) swap-emotions $(DEFAULT_MODEL) --corpus $(ART_CORPUS) --corpus $(NATURAL) --corpus $(NATURAL2) --half \
 	  --out runs/emotion_swap/default.safetensors
@@ -188,8 +191,7 @@ emotion-swap: setup
 # the fitted encoder's adapter (training/fit_adapter.py): short lines encoded on their own, mapped
 # to the padded 30 s window's features the models were trained on; needs only the encoder and audio
 FIT_ADAPTER := model_core/assets/encoder_fit_adapter.safetensors
-fit-adapter: setup
-	test -f $(ART_CORPUS)/manifest.json || $(PY) -m model_core corpus build --hours 2 --out $(ART_CORPUS) --seed 0
+fit-adapter: corpus-articulation
 	test -f $(NATURAL)/manifest.json || $(MAKE) corpus-natural
 	$(MC) fit-adapter --corpus $(NATURAL) --corpus $(ART_CORPUS) --run runs/fit_adapter --out $(FIT_ADAPTER)
 	cp runs/fit_adapter/report.json docs/fit_adapter.json
